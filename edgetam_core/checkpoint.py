@@ -80,7 +80,9 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], EdgeTAMC
     return state, config, file_sha256(p)
 
 
-def load_state_strict(model: EdgeTAM, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
+def load_state_strict(
+    model: EdgeTAM, state: dict[str, torch.Tensor], source: str = "checkpoint"
+) -> None:
     """Load ``state`` into ``model``; missing/unexpected keys and shape mismatches are errors."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
@@ -118,7 +120,9 @@ def save_checkpoint(model: EdgeTAM, path: str | Path, include_config: bool = Tru
     """Write ``model`` in the official layout (plus its config unless it is the default)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    payload: dict[str, Any] = {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    payload: dict[str, Any] = {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    }
     if include_config and model.config != EdgeTAMConfig():
         payload["config"] = model.config.to_dict()
     torch.save(payload, p)
@@ -126,7 +130,9 @@ def save_checkpoint(model: EdgeTAM, path: str | Path, include_config: bool = Tru
 
 
 def build_default_model(
-    config: EdgeTAMConfig | None = None, seed: int = DEFAULT_MODEL_SEED, device: str | torch.device = "cpu"
+    config: EdgeTAMConfig | None = None,
+    seed: int = DEFAULT_MODEL_SEED,
+    device: str | torch.device = "cpu",
 ) -> EdgeTAM:
     """The embedded default when no checkpoint is given: a seeded random-weight EdgeTAM.
 

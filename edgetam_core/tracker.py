@@ -18,18 +18,18 @@ from __future__ import annotations
 import collections
 import logging
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from edgetam_core.config import EdgeTAMConfig
 from edgetam_core.errors import InputError, PromptError
 from edgetam_core.model.edgetam import DecoderOutput, EdgeTAM, ImageFeatures
 from edgetam_core.postprocess import fill_small_holes
+from edgetam_core.preprocess import frame_to_input_video, mask_prompt_input, prompt_points
 from edgetam_core.types import FrameResult, ObjectResult, Prompt
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,9 @@ class MemoryBank:
         for old in list(self.recent)[: max(0, len(self.recent) - self.num_recent_memories)]:
             old.features = old.features[:0]
 
-    def select_conditioning(self, frame_index: int) -> tuple[list[MemoryEntry], dict[int, MemoryEntry]]:
+    def select_conditioning(
+        self, frame_index: int
+    ) -> tuple[list[MemoryEntry], dict[int, MemoryEntry]]:
         """(selected, unselected) conditioning memories for reading at ``frame_index``.
 
         The official rule: the closest before, the closest after, then the temporally
@@ -100,7 +102,9 @@ class MemoryBank:
             if t < horizon:
                 del self.conditioning[t]
 
-    def gather(self, frame_index: int, num_maskmem: int) -> tuple[list[tuple[int, MemoryEntry]], list[torch.Tensor]]:
+    def gather(
+        self, frame_index: int, num_maskmem: int
+    ) -> tuple[list[tuple[int, MemoryEntry]], list[torch.Tensor]]:
         """Memories as (temporal slot, entry) and pointers, in the official reading order."""
         selected, unselected = self.select_conditioning(frame_index)
         recent = {e.frame_index: e for e in self.recent}
@@ -125,7 +129,9 @@ class MemoryBank:
 
     def nbytes(self) -> int:
         entries = list(self.conditioning.values()) + list(self.recent)
-        return sum(e.features.numel() * e.features.element_size() + e.obj_ptr.numel() * 4 for e in entries)
+        return sum(
+            e.features.numel() * e.features.element_size() + e.obj_ptr.numel() * 4 for e in entries
+        )
 
 
 @dataclass
@@ -138,7 +144,7 @@ class ObjectTrack:
 
 
 def merge_prompts(prompts: Iterable[Prompt]) -> dict[int, Prompt]:
-    """Combine several prompts for the same object on one frame (clicks append; last box/mask wins)."""
+    """Combine prompts for the same object on one frame (clicks append; last box/mask wins)."""
     merged: dict[int, Prompt] = {}
     for p in prompts:
         prev = merged.get(p.object_id)
@@ -148,8 +154,10 @@ def merge_prompts(prompts: Iterable[Prompt]) -> dict[int, Prompt]:
         points, labels = prev.points, prev.labels
         if p.points is not None:
             points = p.points if points is None else np.concatenate([points, p.points])
-            labels = p.labels if labels is None else np.concatenate([labels, p.labels])  # type: ignore[list-item]
-        merged[p.object_id] = Prompt(p.object_id, points, labels, p.box if p.box is not None else prev.box)
+            labels = p.labels if labels is None else np.concatenate([labels, p.labels])
+        merged[p.object_id] = Prompt(
+            p.object_id, points, labels, p.box if p.box is not None else prev.box
+        )
     return merged
 
 
@@ -185,7 +193,9 @@ class Tracker:
             raise ValueError("max_conditioning_frames must be >= 1, or -1 for no limit")
         self.model = model
         self.config: EdgeTAMConfig = model.config
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.device = (
+            torch.device(device) if device is not None else next(model.parameters()).device
+        )
         self.max_objects = max_objects
         self.max_conditioning_frames = max_conditioning_frames
         self.refinements_as_conditioning = refinements_as_conditioning
@@ -273,13 +283,21 @@ class Tracker:
         outputs: dict[int, DecoderOutput] = {}
         from_prompt: dict[int, bool] = {}
         t0 = time.perf_counter()
-        tracked_ids = [i for i in self.object_ids]
+        tracked_ids = list(self.object_ids)
         tracked_feat = self._track_existing(k, tracked_ids, features, outputs, timings)
         timings["track"] = _ms_since(t0)
 
         t0 = time.perf_counter()
         for obj_id, prompt in sorted(prompt_by_id.items()):
-            out = self._apply_prompt(obj_id, prompt, features, tracked_feat.get(obj_id), outputs.get(obj_id), width, height)
+            out = self._apply_prompt(
+                obj_id,
+                prompt,
+                features,
+                tracked_feat.get(obj_id),
+                outputs.get(obj_id),
+                width,
+                height,
+            )
             outputs[obj_id] = out
             from_prompt[obj_id] = True
             if obj_id not in self._tracks:
@@ -287,7 +305,9 @@ class Tracker:
         timings["prompts"] = _ms_since(t0)
 
         ids = sorted(outputs)
-        result = FrameResult(frame_index=k, height=height, width=width, events=events, timings_ms=timings)
+        result = FrameResult(
+            frame_index=k, height=height, width=width, events=events, timings_ms=timings
+        )
         if not ids:
             return result
         low_res = torch.cat([outputs[i].low_res_logits for i in ids])
@@ -300,11 +320,15 @@ class Tracker:
         mem_input = torch.where(prompted[:, None, None, None], filled, low_res)
         s = self.config.image_size
         high_res = F.interpolate(mem_input, size=(s, s), mode="bilinear", align_corners=False)
-        memory = self.model.encode_memory(features.top.expand(len(ids), -1, -1, -1), high_res, prompted)
+        memory = self.model.encode_memory(
+            features.top.expand(len(ids), -1, -1, -1), high_res, prompted
+        )
         memory = memory.to(self.memory_dtype)
         for row, obj_id in enumerate(ids):
             track = self._tracks[obj_id]
-            is_cond = bool(prompted[row]) and (track.first_frame == k or self.refinements_as_conditioning)
+            is_cond = bool(prompted[row]) and (
+                track.first_frame == k or self.refinements_as_conditioning
+            )
             track.bank.add(MemoryEntry(k, memory[row], outputs[obj_id].obj_ptr[0].float()), is_cond)
             track.bank.evict(k + 1)
         timings["memory_encoder"] = _ms_since(t0)
@@ -365,11 +389,10 @@ class Tracker:
         return int(frame.shape[0]), int(frame.shape[1])
 
     def preprocess(self, frame: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) uint8 -> (1, 3, S, S) normalized input (PIL bicubic, as the official loader)."""
-        s = self.config.image_size
-        resized = np.array(Image.fromarray(frame).resize((s, s), Image.Resampling.BICUBIC))
-        x = torch.from_numpy(resized).to(self.device).permute(2, 0, 1)[None].float() / 255.0
-        return self.model.normalize(x)
+        """(H, W, 3) uint8 -> (1, 3, S, S) normalized model input (PIL bicubic resize)."""
+        return self.model.normalize(
+            frame_to_input_video(frame, self.config.image_size, self.device)
+        )
 
     def _encode_frame(self, frame: np.ndarray) -> ImageFeatures:
         return self.model.encode_image(self.preprocess(frame))
@@ -396,11 +419,18 @@ class Tracker:
             memory, memory_pos = self._memory_tokens([gathered[i] for i in group])
             top = features.top.expand(len(group), -1, -1, -1)
             pix = self.model.attend_memory(
-                top, features.top_pos, memory, memory_pos, n_mem, n_ptr * self.config.ptr_tokens_per_pointer
+                top,
+                features.top_pos,
+                memory,
+                memory_pos,
+                n_mem,
+                n_ptr * self.config.ptr_tokens_per_pointer,
             )
             attn_ms += _ms_since(t0)
             t0 = time.perf_counter()
-            out = self.model.decode(pix, features.expand(len(group)).high_res, multimask=self._multimask(False, 0))
+            out = self.model.decode(
+                pix, features.expand(len(group)).high_res, multimask=self._multimask(False, 0)
+            )
             dec_ms += _ms_since(t0)
             for row, obj_id in enumerate(group):
                 conditioned[obj_id] = pix[row : row + 1]
@@ -436,19 +466,6 @@ class Tracker:
         c = self.config
         return c.multimask_min_pt_num <= num_points <= c.multimask_max_pt_num
 
-    def _prompt_tensors(self, prompt: Prompt, width: int, height: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Box corners (labels 2, 3) then clicks, scaled to model-input pixels."""
-        coords: list[torch.Tensor] = []
-        labels: list[torch.Tensor] = []
-        if prompt.box is not None:
-            coords.append(torch.tensor(prompt.box, dtype=torch.float32).reshape(2, 2))
-            labels.append(torch.tensor([2, 3], dtype=torch.int32))
-        if prompt.points is not None and prompt.labels is not None:
-            coords.append(torch.tensor(np.asarray(prompt.points), dtype=torch.float32).reshape(-1, 2))
-            labels.append(torch.tensor(np.asarray(prompt.labels), dtype=torch.int32).reshape(-1))
-        xy = torch.cat(coords) / torch.tensor([width, height]) * self.config.image_size
-        return xy[None].to(self.device), torch.cat(labels)[None].to(self.device)
-
     def _apply_prompt(
         self,
         obj_id: int,
@@ -461,22 +478,29 @@ class Tracker:
     ) -> DecoderOutput:
         """Decode one prompted object: a new object (no memory) or a refinement of a tracked one."""
         one = features.expand(1)
+        size = self.config.image_size
         if prompt.mask is not None:
-            s = self.config.image_size
-            m = torch.from_numpy(np.asarray(prompt.mask, dtype=np.float32)).to(self.device)[None, None]
-            if m.shape[-2:] != (s, s):
-                m = F.interpolate(m, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
-                m = (m >= 0.5).float()
-            return self.model.decode_mask_prompt(one.top, one.high_res, m)
-        coords, labels = self._prompt_tensors(prompt, width, height)
+            mask = mask_prompt_input(prompt.mask, size, self.device)
+            return self.model.decode_mask_prompt(one.top, one.high_res, mask)
+        points = prompt_points(prompt, width, height, size, self.device)
+        assert points is not None  # validated: a prompt without a mask has points or a box
+        coords, labels = points
         if conditioned is None or tracked is None:
             pix = self.model.attend_memory(one.top, one.top_pos, None, None, 0, 0)
-            return self.model.decode(pix, one.high_res, coords, labels, multimask=self._multimask(True, labels.shape[1]))
+            return self.model.decode(
+                pix, one.high_res, coords, labels, multimask=self._multimask(True, labels.shape[1])
+            )
         # Refinement: the tracked prediction of this frame is the mask input, as when a user
         # clicks on an already tracked frame in the official predictor.
-        previous = fill_small_holes(tracked.low_res_logits, self.config.fill_hole_area).clamp(-32.0, 32.0)
+        previous = fill_small_holes(tracked.low_res_logits, self.config.fill_hole_area).clamp(
+            -32.0, 32.0
+        )
         return self.model.decode(
-            conditioned, one.high_res, coords, labels, mask_input=previous,
+            conditioned,
+            one.high_res,
+            coords,
+            labels,
+            mask_input=previous,
             multimask=self._multimask(False, labels.shape[1]),
         )
 

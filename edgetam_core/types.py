@@ -1,4 +1,4 @@
-"""Plain data types shared by the tracker, the CLI and the ROS node (no torch needed to use them)."""
+"""Plain data types shared by the tracker, the CLI and the ROS node (numpy only, no torch)."""
 
 from __future__ import annotations
 
@@ -141,12 +141,12 @@ class FrameResult:
     events: list[str] = field(default_factory=list)  # e.g. "frame size changed ...; memory cleared"
     timings_ms: dict[str, float] = field(default_factory=dict)
 
-    def label_image(self, dtype: type = np.uint8) -> np.ndarray:
+    def label_image(self, dtype: type[np.integer] = np.uint8) -> np.ndarray:
         """(H, W) label image: pixel = object id, 0 = background.
 
         Where masks overlap, the object with the larger logit wins.
         """
-        labels = np.zeros((self.height, self.width), dtype=dtype)
+        labels: np.ndarray = np.zeros((self.height, self.width), dtype=dtype)
         if not self.objects:
             return labels
         ids = sorted(self.objects)
@@ -154,6 +154,6 @@ class FrameResult:
         masks = np.stack([self.objects[i].mask for i in ids])
         best = np.argmax(np.where(masks, stack, -np.inf), axis=0)
         any_mask = masks.any(axis=0)
-        id_arr = np.asarray(ids, dtype=dtype)
+        id_arr: np.ndarray = np.asarray(ids, dtype=dtype)
         labels[any_mask] = id_arr[best[any_mask]]
         return labels

@@ -8,8 +8,9 @@ used by the product: it exists only so parity tests can compare against the offi
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -26,9 +27,8 @@ def reference_available() -> bool:
 
 @contextlib.contextmanager
 def _offline_timm() -> Iterator[None]:
-    import timm.models
-
     import sam2.modeling.backbones.timm as ref_timm
+    import timm.models
 
     original = timm.models.create_model
 
@@ -43,11 +43,12 @@ def _offline_timm() -> Iterator[None]:
         ref_timm.create_model = original
 
 
-def build_reference_video_predictor(seed: int = REFERENCE_SEED, checkpoint: Path | None = None) -> Any:
+def build_reference_video_predictor(
+    seed: int = REFERENCE_SEED, checkpoint: Path | None = None
+) -> Any:
     """The reference ``SAM2VideoPredictor`` for ``edgetam.yaml`` in fp32 on CPU, eval mode."""
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
-
     from sam2.build_sam import build_sam2_video_predictor
 
     if not GlobalHydra.instance().is_initialized():

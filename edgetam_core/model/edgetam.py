@@ -46,7 +46,11 @@ class ImageFeatures:
     def select(self, index: torch.Tensor | list[int]) -> ImageFeatures:
         """Rows of the batch (e.g. one frame's features expanded to several objects)."""
         idx = torch.as_tensor(index, device=self.top.device)
-        return ImageFeatures([h.index_select(0, idx) for h in self.high_res], self.top.index_select(0, idx), self.top_pos)
+        return ImageFeatures(
+            [h.index_select(0, idx) for h in self.high_res],
+            self.top.index_select(0, idx),
+            self.top_pos,
+        )
 
     def expand(self, batch: int) -> ImageFeatures:
         """The same (single) frame's features viewed as a batch of ``batch`` objects."""
@@ -73,6 +77,9 @@ class DecoderOutput:
 
 class EdgeTAM(nn.Module):
     """The EdgeTAM network. ``state_dict()`` keys equal the official checkpoint's."""
+
+    pixel_mean: torch.Tensor
+    pixel_std: torch.Tensor
 
     def __init__(self, config: EdgeTAMConfig | None = None) -> None:
         super().__init__()
@@ -160,6 +167,46 @@ class EdgeTAM(nn.Module):
     # ------------------------------------------------------------------------------------
     # Step 3: prompt encoder + mask decoder + pointer and object-score heads
     # ------------------------------------------------------------------------------------
+    def predict_masks(
+        self,
+        pix_feat: torch.Tensor,
+        high_res: list[torch.Tensor],
+        point_coords: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        multimask: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Raw SAM heads: (masks (B, M, 4h, 4w), ious (B, M), tokens, object_score (B, 1)).
+
+        Arguments as in ``decode``; no object-score gating and no mask selection here.
+        """
+        b = pix_feat.shape[0]
+        if point_coords is None or point_labels is None:
+            point_coords = pix_feat.new_zeros(b, 1, 2)
+            point_labels = -torch.ones(b, 1, dtype=torch.int32, device=pix_feat.device)
+        if (
+            mask_input is not None
+            and mask_input.shape[-2:] != self.sam_prompt_encoder.mask_input_size
+        ):
+            mask_input = F.interpolate(
+                mask_input.float(),
+                size=self.sam_prompt_encoder.mask_input_size,
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
+            )
+        sparse, dense = self.sam_prompt_encoder(
+            points=(point_coords, point_labels), boxes=None, masks=mask_input
+        )
+        return self.sam_mask_decoder(
+            image_embeddings=pix_feat,
+            image_pe=self.sam_prompt_encoder.get_dense_pe(),
+            sparse=sparse,
+            dense=dense,
+            multimask_output=multimask,
+            high_res_features=high_res,
+        )
+
     def decode(
         self,
         pix_feat: torch.Tensor,
@@ -180,27 +227,8 @@ class EdgeTAM(nn.Module):
             multimask: predict 3 candidates and keep the one with the best predicted IoU.
         """
         b = pix_feat.shape[0]
-        if point_coords is None or point_labels is None:
-            point_coords = pix_feat.new_zeros(b, 1, 2)
-            point_labels = -torch.ones(b, 1, dtype=torch.int32, device=pix_feat.device)
-        if mask_input is not None and mask_input.shape[-2:] != self.sam_prompt_encoder.mask_input_size:
-            mask_input = F.interpolate(
-                mask_input.float(),
-                size=self.sam_prompt_encoder.mask_input_size,
-                mode="bilinear",
-                align_corners=False,
-                antialias=True,
-            )
-        sparse, dense = self.sam_prompt_encoder(
-            points=(point_coords, point_labels), boxes=None, masks=mask_input
-        )
-        masks, ious, tokens, object_score = self.sam_mask_decoder(
-            image_embeddings=pix_feat,
-            image_pe=self.sam_prompt_encoder.get_dense_pe(),
-            sparse=sparse,
-            dense=dense,
-            multimask_output=multimask,
-            high_res_features=high_res,
+        masks, ious, tokens, object_score = self.predict_masks(
+            pix_feat, high_res, point_coords, point_labels, mask_input, multimask
         )
         present = object_score > 0  # (B, 1)
         masks = torch.where(present[:, :, None, None], masks, NO_OBJECT_LOGIT).float()
@@ -215,7 +243,9 @@ class EdgeTAM(nn.Module):
         obj_ptr = self._gate_pointer(self.obj_ptr_proj(token), present.float())
         return DecoderOutput(masks, ious[:, 0], obj_ptr, object_score[:, 0])
 
-    def decode_mask_prompt(self, pix_feat: torch.Tensor, high_res: list[torch.Tensor], mask: torch.Tensor) -> DecoderOutput:
+    def decode_mask_prompt(
+        self, pix_feat: torch.Tensor, high_res: list[torch.Tensor], mask: torch.Tensor
+    ) -> DecoderOutput:
         """A mask prompt is taken as the output itself; SAM heads only supply the pointer.
 
         Args:
@@ -224,7 +254,9 @@ class EdgeTAM(nn.Module):
         """
         logits_hr = mask * MASK_PROMPT_SCALE + MASK_PROMPT_BIAS
         s = logits_hr.shape[-1] // 4
-        low = F.interpolate(logits_hr, size=(s, s), mode="bilinear", align_corners=False, antialias=True)
+        low = F.interpolate(
+            logits_hr, size=(s, s), mode="bilinear", align_corners=False, antialias=True
+        )
         from_heads = self.decode(pix_feat, high_res, mask_input=self.mask_downsample(mask))
         present = (mask.flatten(1) > 0).any(dim=1, keepdim=True).float()
         obj_ptr = self._gate_pointer(from_heads.obj_ptr, present)
@@ -252,7 +284,9 @@ class EdgeTAM(nn.Module):
         """
         c = self.config
         probs = torch.where(
-            binarize[:, None, None, None], (high_res_logits > 0).to(high_res_logits.dtype), torch.sigmoid(high_res_logits)
+            binarize[:, None, None, None],
+            (high_res_logits > 0).to(high_res_logits.dtype),
+            torch.sigmoid(high_res_logits),
         )
         mask_for_mem = probs * c.sigmoid_scale_for_mem_enc + c.sigmoid_bias_for_mem_enc
         feats = self.memory_encoder(top, mask_for_mem)

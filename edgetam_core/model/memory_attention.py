@@ -107,9 +107,13 @@ class MemoryAttention(nn.Module):
             MemoryAttentionLayer(config) for _ in range(config.memory_attention_layers)
         )
         self.norm = nn.LayerNorm(config.hidden_dim)
-        self._key_rope_cache: dict[tuple[int, int, torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._key_rope_cache: dict[
+            tuple[int, int, torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]
+        ] = {}
 
-    def query_rope(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    def query_rope(
+        self, device: torch.device, dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotary tables of the current frame's feature grid."""
         c = self.config
         head_dim = c.hidden_dim // c.memory_attention_heads

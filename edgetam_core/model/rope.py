@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import torch
 
-_TABLE_CACHE: dict[tuple[int, int, int, float, torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+_TABLE_CACHE: dict[
+    tuple[int, int, int, float, torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]
+] = {}
 
 
 def axial_rope_tables(

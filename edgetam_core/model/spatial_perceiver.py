@@ -104,7 +104,9 @@ class SpatialPerceiver(nn.Module):
         self.latents = nn.Parameter(torch.randn(config.num_latents, dim))
         self.latents_2d = nn.Parameter(torch.randn(config.num_latents_2d, dim))
         self.layers = nn.ModuleList(
-            PerceiverLayer(dim, config.perceiver_dim_head, config.perceiver_heads, config.perceiver_ff_mult)
+            PerceiverLayer(
+                dim, config.perceiver_dim_head, config.perceiver_heads, config.perceiver_ff_mult
+            )
             for _ in range(config.perceiver_depth)
         )
         self.norm = nn.LayerNorm(dim)
@@ -118,7 +120,9 @@ class SpatialPerceiver(nn.Module):
         g = self.config.perceiver_grid
         probe = torch.empty(1, self.config.mem_dim, g, g, device=device, dtype=dtype)
         pos_2d = self.position_encoding(probe).flatten(2).transpose(1, 2)
-        zeros = torch.zeros(1, self.config.num_latents, self.config.mem_dim, device=device, dtype=dtype)
+        zeros = torch.zeros(
+            1, self.config.num_latents, self.config.mem_dim, device=device, dtype=dtype
+        )
         return torch.cat([zeros, pos_2d.to(dtype)], dim=1)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
