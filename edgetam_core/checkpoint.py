@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -54,10 +55,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], EdgeTAMC
         raw: Any = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         # weights_only refuses any global it does not know: that is code, not data.
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(
-            f"refusing {p}: it needs pickle code execution to load ({first})"
-        ) from None
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found:
+            raise CheckpointError(
+                f"refusing {p}: it needs pickle code execution to load ({found.group(1)})"
+            ) from None
+        raise CheckpointError(f"{p} is not a readable torch checkpoint (corrupt pickle data)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "zip archive" in text or "central directory" in text or isinstance(exc, EOFError):
@@ -137,6 +140,8 @@ def build_default_model(
     """The embedded default when no checkpoint is given: a seeded random-weight EdgeTAM.
 
     It exercises the whole pipeline but does not recognise objects: masks are not meaningful.
+    With random weights the object-score head is near zero and often negative, which would
+    suppress every mask; its output bias is set to +1 so that masks are visible.
     """
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
@@ -144,5 +149,7 @@ def build_default_model(
         model = EdgeTAM(config)
     finally:
         torch.random.set_rng_state(generator_state)
+    with torch.no_grad():
+        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(1.0)
     model.checkpoint_sha256 = None  # type: ignore[assignment]
     return model.to(device).eval()
