@@ -60,7 +60,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], EdgeTAMC
             raise CheckpointError(
                 f"refusing {p}: it needs pickle code execution to load ({found.group(1)})"
             ) from None
-        raise CheckpointError(f"{p} is not a readable torch checkpoint (corrupt pickle data)") from None
+        raise CheckpointError(f"{p} is not a readable torch checkpoint (corrupt data)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "zip archive" in text or "central directory" in text or isinstance(exc, EOFError):
@@ -150,6 +150,8 @@ def build_default_model(
     finally:
         torch.random.set_rng_state(generator_state)
     with torch.no_grad():
-        model.sam_mask_decoder.pred_obj_score_head.layers[-1].bias.fill_(1.0)
+        last = model.sam_mask_decoder.pred_obj_score_head.layers[-1]
+        assert isinstance(last, torch.nn.Linear)
+        last.bias.fill_(1.0)
     model.checkpoint_sha256 = None  # type: ignore[assignment]
     return model.to(device).eval()

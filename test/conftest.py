@@ -17,3 +17,53 @@ def reference_model() -> Any:
     from reference import build_reference_video_predictor
 
     return build_reference_video_predictor()
+
+
+# --- ROS 2 (edgetam_ros): loopback-only DDS in a leased domain; see test/ros_harness.py --------
+@pytest.fixture(scope="session")
+def ros_domain_id() -> Any:
+    """A ROS_DOMAIN_ID (1..100) of this test run's own, held by a lock file until it ends.
+
+    Skips when rclpy is not installed; fails when it is but edgetam_ros was not built.
+    """
+    import ros_harness
+
+    reason = ros_harness.unavailable_reason()
+    if reason is not None:
+        if "rclpy" in reason:
+            pytest.skip(reason)
+        pytest.fail(reason)
+    lease = ros_harness.DomainLease()
+    yield lease.acquire()
+    lease.release()
+
+
+@pytest.fixture(scope="session")
+def ros_env(ros_domain_id: int) -> dict[str, str]:
+    """Environment for ROS processes of this run (sourced install + loopback DDS + domain)."""
+    import ros_harness
+
+    return ros_harness.loopback_env(ros_domain_id)
+
+
+@pytest.fixture(scope="session")
+def rclpy_session(ros_env: dict[str, str]) -> Any:
+    """rclpy initialised in this process on the run's loopback domain."""
+    import ros_harness
+
+    ros_harness.enter_ros(ros_env)
+    import rclpy
+
+    rclpy.init()
+    yield rclpy
+    rclpy.try_shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint_path(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A checkpoint of the seeded default model with tiny_config() (embeds its config)."""
+    from edgetam_core.checkpoint import build_default_model, save_checkpoint
+    from edgetam_core.config import tiny_config
+
+    path = tmp_path_factory.mktemp("ckpt") / "edgetam_tiny.pt"
+    return save_checkpoint(build_default_model(config=tiny_config()), path)
