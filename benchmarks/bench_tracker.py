@@ -1,0 +1,203 @@
+"""Tracker speed and memory: ms/frame per component and end to end, peak RSS, vs the reference.
+
+Each measurement runs in its own subprocess (clean peak RSS, no shared caches); ours and the
+reference run in the same invocation on the same clip so their ratio is meaningful on a noisy
+machine. Frames are a generated clip (480x640 by default); the first frame (prompt) is left out
+of the per-frame statistics.
+
+    python benchmarks/bench_tracker.py --frames 24 --objects 1 --reference
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _clip(frames: int, height: int, width: int, objects: int, folder: Path) -> list[dict]:
+    import numpy as np
+    from PIL import Image
+
+    from edgetam_core.synthetic import make_sample_clip
+
+    clip = make_sample_clip(num_frames=frames, height=height, width=width, seed=0)
+    for i, frame in enumerate(clip.frames):
+        Image.fromarray(frame).save(folder / f"{i:05d}.jpg", quality=95)
+    ids = sorted(clip.clicks)
+    rng = np.random.default_rng(0)
+    prompts = []
+    for n in range(objects):
+        if n < len(ids):
+            x, y = clip.clicks[ids[n]]
+        else:
+            x, y = float(rng.uniform(0, width)), float(rng.uniform(0, height))
+        prompts.append({"object_id": n + 1, "points": [[x, y]], "labels": [1]})
+    return prompts
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_ours(folder: Path, prompts: list[dict], threads: int, fuse: bool) -> dict:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from edgetam_core.checkpoint import build_default_model
+    from edgetam_core.tracker import Tracker
+    from edgetam_core.types import Prompt
+
+    torch.set_num_threads(threads)
+    model = build_default_model()
+    if fuse:
+        model.image_encoder.fuse()
+    tracker = Tracker(model)
+    files = sorted(folder.glob("*.jpg"))
+    first = [Prompt.from_clicks(p["object_id"], p["points"], p["labels"]) for p in prompts]
+    per_frame, parts = [], {}
+    for i, f in enumerate(files):
+        frame = np.asarray(Image.open(f).convert("RGB"))
+        t0 = time.perf_counter()
+        result = tracker.step(frame, first if i == 0 else [])
+        if i > 0:
+            per_frame.append((time.perf_counter() - t0) * 1000)
+            for k, v in result.timings_ms.items():
+                parts.setdefault(k, []).append(v)
+    return {
+        "ms_per_frame": per_frame,
+        "components": {k: statistics.median(v) for k, v in parts.items()},
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def run_reference(folder: Path, prompts: list[dict], threads: int) -> dict:
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(ROOT / "test"))
+    from reference import build_reference_video_predictor
+
+    torch.set_num_threads(threads)
+    predictor = build_reference_video_predictor()
+    state = predictor.init_state(str(folder))
+    per_frame = []
+    with torch.inference_mode():
+        # The reference fails with several objects in one state (upstream issue #15).
+        p = prompts[0]
+        predictor.add_new_points_or_box(
+            state,
+            frame_idx=0,
+            obj_id=p["object_id"],
+            points=np.asarray(p["points"], dtype=np.float32),
+            labels=np.asarray(p["labels"], dtype=np.int32),
+        )
+        t0 = time.perf_counter()
+        for i, _ in enumerate(predictor.propagate_in_video(state)):
+            now = time.perf_counter()
+            if i > 0:
+                per_frame.append((now - t0) * 1000)
+            t0 = now
+    return {"ms_per_frame": per_frame, "components": {}, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _child(args: argparse.Namespace) -> None:
+    folder = Path(args.folder)
+    prompts = json.loads(Path(args.prompts).read_text())
+    if args.child == "ours":
+        out = run_ours(folder, prompts, args.threads, not args.no_fuse)
+    else:
+        out = run_reference(folder, prompts, args.threads)
+    print("RESULT " + json.dumps(out))
+
+
+def _spawn(kind: str, folder: Path, prompts_file: Path, args: argparse.Namespace) -> dict:
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--folder",
+        str(folder),
+        "--prompts",
+        str(prompts_file),
+        "--threads",
+        str(args.threads),
+    ]
+    if args.no_fuse:
+        cmd.append("--no-fuse")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return dict(json.loads(line[7:]))
+    raise SystemExit(f"{kind} run failed:\n{proc.stderr[-3000:]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--height", type=int, default=480)
+    parser.add_argument("--width", type=int, default=640)
+    parser.add_argument("--objects", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--reference", action="store_true", help="also time the reference (1 object)"
+    )
+    parser.add_argument("--no-fuse", action="store_true", help="keep RepViT BatchNorm unfused")
+    parser.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--prompts", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        _child(args)
+        return 0
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "frames"
+        folder.mkdir()
+        prompts = _clip(args.frames, args.height, args.width, args.objects, folder)
+        prompts_file = Path(tmp) / "prompts.json"
+        prompts_file.write_text(json.dumps(prompts))
+        runs = {"ours": _spawn("ours", folder, prompts_file, args)}
+        if args.reference:
+            runs["reference"] = _spawn("reference", folder, prompts_file, args)
+
+    print(
+        f"clip {args.frames} frames {args.width}x{args.height}, {args.objects} object(s), "
+        f"{args.threads} threads, fuse={not args.no_fuse}"
+    )
+    for name, r in runs.items():
+        ms = r["ms_per_frame"]
+        q = statistics.quantiles(ms, n=4) if len(ms) > 1 else [ms[0]] * 3
+        print(
+            f"{name:10s} median {statistics.median(ms):8.1f} ms/frame  (IQR {q[0]:.0f}-{q[2]:.0f})  "
+            f"peak RSS {r['peak_rss_mb']:.0f} MB"
+        )
+        for k, v in r["components"].items():
+            print(f"    {k:18s} {v:8.1f} ms")
+    if "reference" in runs:
+        ratio = statistics.median(runs["reference"]["ms_per_frame"]) / statistics.median(
+            runs["ours"]["ms_per_frame"]
+        )
+        print(
+            f"speed-up vs reference (median ms/frame ratio): {ratio:.2f}x"
+            + ("" if args.objects == 1 else f" (reference tracks 1 object, ours {args.objects})")
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
