@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         ms = r["ms_per_frame"]
         q = statistics.quantiles(ms, n=4) if len(ms) > 1 else [ms[0]] * 3
         print(
-            f"{name:10s} median {statistics.median(ms):8.1f} ms/frame  (IQR {q[0]:.0f}-{q[2]:.0f})  "
+            f"{name:10s} median {statistics.median(ms):8.1f} ms/frame (IQR {q[0]:.0f}-{q[2]:.0f}) "
             f"peak RSS {r['peak_rss_mb']:.0f} MB"
         )
         for k, v in r["components"].items():
