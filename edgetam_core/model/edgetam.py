@@ -17,7 +17,7 @@ from torch import nn
 from edgetam_core.config import EdgeTAMConfig
 from edgetam_core.model.common import MLP
 from edgetam_core.model.image_encoder import ImageEncoder
-from edgetam_core.model.mask_decoder import MaskDecoder
+from edgetam_core.model.mask_decoder import MaskDecoder, stability_scores
 from edgetam_core.model.memory_attention import MemoryAttention
 from edgetam_core.model.memory_encoder import MemoryEncoder
 from edgetam_core.model.position_encoding import PositionEmbeddingSine
@@ -59,6 +59,20 @@ class ImageFeatures:
             self.top.expand(batch, -1, -1, -1),
             self.top_pos,
         )
+
+
+@dataclass
+class RawDecoderOutput:
+    """Every mask token's output for B objects (K = 3 multimask candidates).
+
+    ``masks`` (B, 1 + K, 4h, 4w) logits; ``ious`` (B, 1 + K); ``obj_ptrs`` (B, 1 + K, C)
+    projected pointers (not yet gated); ``object_score`` (B,) logits.
+    """
+
+    masks: torch.Tensor
+    ious: torch.Tensor
+    obj_ptrs: torch.Tensor
+    object_score: torch.Tensor
 
 
 @dataclass
@@ -207,6 +221,72 @@ class EdgeTAM(nn.Module):
             high_res_features=high_res,
         )
 
+    def decode_raw(
+        self,
+        pix_feat: torch.Tensor,
+        high_res: list[torch.Tensor],
+        point_coords: torch.Tensor | None = None,
+        point_labels: torch.Tensor | None = None,
+        mask_input: torch.Tensor | None = None,
+        use_mask: torch.Tensor | None = None,
+    ) -> RawDecoderOutput:
+        """Every mask token's output, before selection (the exportable part of step 3).
+
+        Args:
+            pix_feat: (B, C, h, w) memory-conditioned features.
+            high_res: the two decoder high-resolution maps from ``encode_image``.
+            point_coords: (B, N, 2) in model-input pixels (0..image_size), or None.
+            point_labels: (B, N) int (1 pos, 0 neg, 2/3 box corners, -1 padding), or None.
+            mask_input: (B, 1, 4h, 4w) mask logits from a previous prediction, or None.
+            use_mask: optional (B,) bool: rows whose ``mask_input`` is used (others get the
+                learned no-mask embedding), so a fixed-signature export can take both kinds.
+        """
+        b = pix_feat.shape[0]
+        pe = self.sam_prompt_encoder
+        if point_coords is None or point_labels is None:
+            point_coords = pix_feat.new_zeros(b, 1, 2)
+            point_labels = -torch.ones(b, 1, dtype=torch.int32, device=pix_feat.device)
+        sparse = pe.embed_points(point_coords, point_labels, pad=True)
+        h, w = pe.image_embedding_size
+        no_mask = pe.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(b, -1, h, w)
+        if mask_input is None:
+            dense = no_mask
+        else:
+            dense = pe.embed_masks(mask_input)
+            if use_mask is not None:
+                dense = torch.where(use_mask[:, None, None, None], dense, no_mask)
+        masks, ious, tokens, object_score = self.sam_mask_decoder.predict_all(
+            pix_feat, pe.get_dense_pe(), sparse, dense, high_res
+        )
+        return RawDecoderOutput(masks, ious, self.obj_ptr_proj(tokens), object_score[:, 0])
+
+    def select_output(self, raw: RawDecoderOutput, multimask: bool) -> DecoderOutput:
+        """The official choice among mask tokens, object-score gating and pointer gating.
+
+        Multimask: the candidate with the best predicted IoU (its pointer too). Single mask:
+        token 0, unless it is unstable and the dynamic fallback picks the best candidate
+        (the pointer stays token 0's).
+        """
+        dec = self.sam_mask_decoder
+        b = raw.masks.shape[0]
+        rows = torch.arange(b, device=raw.masks.device)
+        best = raw.ious[:, 1:].argmax(dim=1)
+        best_mask = raw.masks[:, 1:][rows, best].unsqueeze(1)
+        best_iou = raw.ious[:, 1:][rows, best]
+        if multimask:
+            masks, ious, ptr = best_mask, best_iou, raw.obj_ptrs[:, 1:][rows, best]
+        else:
+            masks, ious, ptr = raw.masks[:, :1], raw.ious[:, 0], raw.obj_ptrs[:, 0]
+            if dec.dynamic_multimask_via_stability and not self.training:
+                stability = stability_scores(masks[:, 0], dec.dynamic_multimask_stability_delta)
+                stable = stability >= dec.dynamic_multimask_stability_thresh
+                masks = torch.where(stable[:, None, None, None], masks, best_mask)
+                ious = torch.where(stable, ious, best_iou)
+        present = raw.object_score > 0
+        masks = torch.where(present[:, None, None, None], masks, NO_OBJECT_LOGIT).float()
+        obj_ptr = self._gate_pointer(ptr, present[:, None].to(ptr.dtype))
+        return DecoderOutput(masks, ious, obj_ptr, raw.object_score)
+
     def decode(
         self,
         pix_feat: torch.Tensor,
@@ -218,30 +298,10 @@ class EdgeTAM(nn.Module):
     ) -> DecoderOutput:
         """Masks for B objects from their (memory-conditioned) features and prompts.
 
-        Args:
-            pix_feat: (B, C, h, w).
-            high_res: the two decoder high-resolution maps from ``encode_image``.
-            point_coords: (B, N, 2) in model-input pixels (0..image_size), or None.
-            point_labels: (B, N) int (1 pos, 0 neg, 2/3 box corners, -1 padding), or None.
-            mask_input: (B, 1, 4h, 4w) mask logits from a previous prediction, or None.
-            multimask: predict 3 candidates and keep the one with the best predicted IoU.
+        Arguments as in ``decode_raw``; ``multimask`` chooses among 3 candidates by IoU.
         """
-        b = pix_feat.shape[0]
-        masks, ious, tokens, object_score = self.predict_masks(
-            pix_feat, high_res, point_coords, point_labels, mask_input, multimask
-        )
-        present = object_score > 0  # (B, 1)
-        masks = torch.where(present[:, :, None, None], masks, NO_OBJECT_LOGIT).float()
-        token = tokens[:, 0]
-        if multimask:
-            best = torch.argmax(ious, dim=-1)
-            rows = torch.arange(b, device=masks.device)
-            masks = masks[rows, best].unsqueeze(1)
-            ious = ious[rows, best].unsqueeze(1)
-            if tokens.shape[1] > 1:
-                token = tokens[rows, best]
-        obj_ptr = self._gate_pointer(self.obj_ptr_proj(token), present.float())
-        return DecoderOutput(masks, ious[:, 0], obj_ptr, object_score[:, 0])
+        raw = self.decode_raw(pix_feat, high_res, point_coords, point_labels, mask_input)
+        return self.select_output(raw, multimask)
 
     def decode_mask_prompt(
         self, pix_feat: torch.Tensor, high_res: list[torch.Tensor], mask: torch.Tensor
