@@ -21,3 +21,7 @@ class PromptError(EdgeTAMError):
 
 class InputError(EdgeTAMError):
     """A frame, video, folder or prompts file cannot be used."""
+
+
+class BackendError(EdgeTAMError):
+    """An exported model directory is missing, incomplete or does not match the checkpoint."""

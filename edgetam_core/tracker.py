@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edgetam_core.backends.base import Backend, as_backend
 from edgetam_core.config import EdgeTAMConfig
 from edgetam_core.errors import InputError, PromptError
 from edgetam_core.model.edgetam import DecoderOutput, EdgeTAM, ImageFeatures
@@ -165,7 +166,7 @@ class Tracker:
     """Tracks any number of prompted objects (up to ``max_objects``) through a frame stream.
 
     Args:
-        model: the network (or any backend with the same four steps).
+        model: the network (run eagerly in fp32) or a ``Backend`` (see ``edgetam_core.backends``).
         max_objects: upper bound on simultaneously tracked objects.
         max_conditioning_frames: prompted frames an object keeps reading (most recent first);
             -1 keeps all of them (the official default, unbounded under endless refinement).
@@ -179,7 +180,7 @@ class Tracker:
 
     def __init__(
         self,
-        model: EdgeTAM,
+        model: EdgeTAM | Backend,
         max_objects: int = 16,
         max_conditioning_frames: int = 4,
         refinements_as_conditioning: bool = True,
@@ -191,11 +192,19 @@ class Tracker:
             raise ValueError("max_objects must be >= 1")
         if max_conditioning_frames == 0 or max_conditioning_frames < -1:
             raise ValueError("max_conditioning_frames must be >= 1, or -1 for no limit")
-        self.model = model
-        self.config: EdgeTAMConfig = model.config
-        self.device = (
-            torch.device(device) if device is not None else next(model.parameters()).device
-        )
+        self.backend = as_backend(model)
+        self.config: EdgeTAMConfig = self.backend.config
+        self.device = torch.device(device) if device is not None else self.backend.device
+        if self.backend.memory_slots is not None:
+            need_mem = max_conditioning_frames + self.config.num_maskmem - 1
+            need_ptr = max_conditioning_frames + self.config.max_obj_ptrs_in_encoder - 1
+            mem_slots, ptr_slots = self.backend.memory_slots
+            if max_conditioning_frames < 0 or need_mem > mem_slots or need_ptr > ptr_slots:
+                raise ValueError(
+                    f"backend {self.backend.name} has room for {mem_slots} memories and "
+                    f"{ptr_slots} pointers; max_conditioning_frames={max_conditioning_frames} "
+                    f"needs {need_mem} and {need_ptr}"
+                )
         self.max_objects = max_objects
         self.max_conditioning_frames = max_conditioning_frames
         self.refinements_as_conditioning = refinements_as_conditioning
@@ -320,7 +329,7 @@ class Tracker:
         mem_input = torch.where(prompted[:, None, None, None], filled, low_res)
         s = self.config.image_size
         high_res = F.interpolate(mem_input, size=(s, s), mode="bilinear", align_corners=False)
-        memory = self.model.encode_memory(
+        memory = self.backend.encode_memory(
             features.top.expand(len(ids), -1, -1, -1), high_res, prompted
         )
         memory = memory.to(self.memory_dtype)
@@ -390,12 +399,12 @@ class Tracker:
 
     def preprocess(self, frame: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 -> (1, 3, S, S) normalized model input (PIL bicubic resize)."""
-        return self.model.normalize(
+        return self.backend.normalize(
             frame_to_input_video(frame, self.config.image_size, self.device)
         )
 
     def _encode_frame(self, frame: np.ndarray) -> ImageFeatures:
-        return self.model.encode_image(self.preprocess(frame))
+        return self.backend.encode_image(self.preprocess(frame))
 
     def _track_existing(
         self,
@@ -405,30 +414,39 @@ class Tracker:
         outputs: dict[int, DecoderOutput],
         timings: dict[str, float],
     ) -> dict[int, torch.Tensor]:
-        """Memory attention + decoding for every existing object, batched by memory layout."""
+        """Memory attention + decoding for every existing object in one batch.
+
+        With a variable-layout backend, objects whose banks hold the same number of memories
+        and pointers share a batch (all of them once their banks are full); a fixed-slot
+        backend takes every object at once with a padded bank and a validity mask.
+        """
         groups: dict[tuple[int, int], list[int]] = collections.defaultdict(list)
         gathered = {}
         for obj_id in ids:
             memories, pointers = self._tracks[obj_id].bank.gather(k, self.config.num_maskmem)
             gathered[obj_id] = (memories, pointers)
-            groups[(len(memories), len(pointers))].append(obj_id)
+            key = self.backend.memory_slots or (len(memories), len(pointers))
+            groups[key].append(obj_id)
         conditioned: dict[int, torch.Tensor] = {}
         attn_ms = dec_ms = 0.0
         for (n_mem, n_ptr), group in groups.items():
             t0 = time.perf_counter()
-            memory, memory_pos = self._memory_tokens([gathered[i] for i in group])
+            memory, memory_pos, valid = self._memory_tokens(
+                [gathered[i] for i in group], n_mem, n_ptr
+            )
             top = features.top.expand(len(group), -1, -1, -1)
-            pix = self.model.attend_memory(
+            pix = self.backend.attend_memory(
                 top,
                 features.top_pos,
                 memory,
                 memory_pos,
                 n_mem,
                 n_ptr * self.config.ptr_tokens_per_pointer,
+                valid,
             )
             attn_ms += _ms_since(t0)
             t0 = time.perf_counter()
-            out = self.model.decode(
+            out = self.backend.decode(
                 pix, features.expand(len(group)).high_res, multimask=self._multimask(False, 0)
             )
             dec_ms += _ms_since(t0)
@@ -440,25 +458,44 @@ class Tracker:
         return conditioned
 
     def _memory_tokens(
-        self, per_object: list[tuple[list[tuple[int, MemoryEntry]], list[torch.Tensor]]]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stack objects' memories (same layout) into (B, M, mem_dim) tokens and positions."""
-        model = self.model
+        self,
+        per_object: list[tuple[list[tuple[int, MemoryEntry]], list[torch.Tensor]]],
+        num_memories: int,
+        num_pointers: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(B, M, mem_dim) memory tokens, their positions and (padded layouts only) validity.
+
+        Memories fill ``num_memories`` blocks and pointers ``num_pointers`` slots; unused
+        slots are zero and marked invalid so attention ignores them.
+        """
+        backend = self.backend
         dtype = torch.float32
-        token_pos = model.memory_token_pos(self.device, dtype)[0]  # (T, mem_dim)
-        tpos = model.maskmem_tpos_enc  # (num_maskmem, 1, 1, mem_dim)
+        token_pos = backend.memory_token_pos(self.device, dtype)[0]  # (T, mem_dim)
+        tpos = backend.maskmem_tpos_enc  # (num_maskmem, 1, 1, mem_dim)
         n = self.config.num_maskmem
-        mems, poss = [], []
-        for memories, pointers in per_object:
-            feats = [e.features.to(dtype) for _, e in memories]
-            pos = [token_pos + tpos[n - slot - 1, 0] for slot, _ in memories]
+        t, per_ptr, dim = (
+            token_pos.shape[0],
+            self.config.ptr_tokens_per_pointer,
+            self.config.mem_dim,
+        )
+        total = num_memories * t + num_pointers * per_ptr
+        mem = torch.zeros(len(per_object), total, dim, device=self.device, dtype=dtype)
+        pos = torch.zeros_like(mem)
+        valid = torch.zeros(len(per_object), total, dtype=torch.bool, device=self.device)
+        ptr_start = num_memories * t
+        for row, (memories, pointers) in enumerate(per_object):
+            if len(memories) > num_memories or len(pointers) > num_pointers:
+                raise RuntimeError("memory bank exceeds the backend's fixed slots")
+            for i, (slot, entry) in enumerate(memories):
+                block = slice(i * t, (i + 1) * t)
+                mem[row, block] = entry.features.to(dtype)
+                pos[row, block] = token_pos + tpos[n - slot - 1, 0]
+                valid[row, block] = True
             if pointers:
-                ptr_tokens = model.pointer_tokens(torch.stack(pointers)[None])[0]
-                feats.append(ptr_tokens)
-                pos.append(torch.zeros_like(ptr_tokens))
-            mems.append(torch.cat(feats))
-            poss.append(torch.cat(pos))
-        return torch.stack(mems), torch.stack(poss)
+                tokens = backend.pointer_tokens(torch.stack(pointers)[None])[0]
+                mem[row, ptr_start : ptr_start + tokens.shape[0]] = tokens
+                valid[row, ptr_start : ptr_start + tokens.shape[0]] = True
+        return mem, pos, (None if bool(valid.all()) else valid)
 
     def _multimask(self, is_init_cond_frame: bool, num_points: int) -> bool:
         # Official rule: multimask on first-frame clicks and while tracking when <= 1 point.
@@ -481,13 +518,13 @@ class Tracker:
         size = self.config.image_size
         if prompt.mask is not None:
             mask = mask_prompt_input(prompt.mask, size, self.device)
-            return self.model.decode_mask_prompt(one.top, one.high_res, mask)
+            return self.backend.decode_mask_prompt(one.top, one.high_res, mask)
         points = prompt_points(prompt, width, height, size, self.device)
         assert points is not None  # validated: a prompt without a mask has points or a box
         coords, labels = points
         if conditioned is None or tracked is None:
-            pix = self.model.attend_memory(one.top, one.top_pos, None, None, 0, 0)
-            return self.model.decode(
+            pix = self.backend.attend_memory(one.top, one.top_pos, None, None, 0, 0)
+            return self.backend.decode(
                 pix, one.high_res, coords, labels, multimask=self._multimask(True, labels.shape[1])
             )
         # Refinement: the tracked prediction of this frame is the mask input, as when a user
@@ -495,7 +532,7 @@ class Tracker:
         previous = fill_small_holes(tracked.low_res_logits, self.config.fill_hole_area).clamp(
             -32.0, 32.0
         )
-        return self.model.decode(
+        return self.backend.decode(
             conditioned,
             one.high_res,
             coords,

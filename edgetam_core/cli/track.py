@@ -387,6 +387,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--max-objects", type=int, default=16, help="most objects tracked at once (default 16)"
     )
+    parser.add_argument(
+        "--backend",
+        default="eager",
+        choices=("eager", "torchscript", "coreml"),
+        help="runtime of the model steps (default eager; torchscript traces in memory unless "
+        "--export-dir is given; coreml needs --export-dir and macOS)",
+    )
+    parser.add_argument("--export-dir", help="directory written by edgetam-export for --backend")
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "bf16"),
+        help="eager / in-memory torchscript precision (bf16: CPUs with AVX512-BF16, CUDA)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     return parser
 
@@ -405,10 +419,12 @@ def run(args: argparse.Namespace) -> TrackSummary:
     check_prompts(prompts_by_frame, num_frames, first_frame_size(source), args.max_objects)
     check_device(args.device)
 
+    from edgetam_core.backends import create_backend
     from edgetam_core.tracker import Tracker
 
     model = load_model(checkpoint, args.device)
-    tracker = Tracker(model, max_objects=args.max_objects)
+    backend = create_backend(args.backend, model, args.export_dir, args.precision)
+    tracker = Tracker(backend, max_objects=args.max_objects)
     return track_video(
         tracker,
         read_frames(source),

@@ -126,6 +126,19 @@ class EdgeTAM(nn.Module):
             "pixel_std", torch.tensor(c.pixel_std).view(1, 3, 1, 1), persistent=False
         )
 
+    @property
+    def is_fused(self) -> bool:
+        return bool(getattr(self.image_encoder, "is_fused", False))
+
+    def fuse(self) -> EdgeTAM:
+        """Fold BatchNorm and re-parameterizable branches for inference (idempotent).
+
+        Outputs stay the same up to float rounding; the state dict changes, so a fused model
+        can no longer be saved in the official layout. Returns self.
+        """
+        self.image_encoder.fuse()
+        return self
+
     # ------------------------------------------------------------------------------------
     # Step 1: image features
     # ------------------------------------------------------------------------------------

@@ -22,13 +22,21 @@ from edgetam_core.model.position_encoding import PositionEmbeddingSine
 class Trunk(nn.Module):
     """The timm backbone, held as ``body`` so its weights live under ``trunk.body.*``."""
 
-    def __init__(self, name: str, channels: tuple[int, ...]) -> None:
+    def __init__(
+        self, name: str, channels: tuple[int, ...], depth: tuple[int, ...] | None = None
+    ) -> None:
         super().__init__()
+        # With ``depth`` the variant is rebuilt with these stage depths and ``channels`` as
+        # stage widths (same block types and state-dict names, fewer/narrower blocks).
+        overrides: dict[str, Any] = (
+            {} if depth is None else {"embed_dim": tuple(channels), "depth": tuple(depth)}
+        )
         self.body = timm.create_model(
             name,
             pretrained=False,
             features_only=True,
             out_indices=tuple(range(len(channels))),
+            **overrides,
         )
         found = tuple(cast(Any, self.body).feature_info.channels())
         if found != tuple(channels):
@@ -128,7 +136,7 @@ class ImageEncoder(nn.Module):
     def __init__(self, config: EdgeTAMConfig) -> None:
         super().__init__()
         self.config = config
-        self.trunk = Trunk(config.trunk_name, config.backbone_channels)
+        self.trunk = Trunk(config.trunk_name, config.backbone_channels, config.trunk_depth)
         self.neck = FpnNeck(
             config.backbone_channels,
             config.hidden_dim,

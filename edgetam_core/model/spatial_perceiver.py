@@ -141,10 +141,13 @@ class SpatialPerceiver(nn.Module):
         for layer in self.layers:
             global_latents = layer(global_latents, tokens, pos_tokens)
 
-        # Each 2D latent reads one window: (B, C, g, s, g, s) -> (B * g * g, s * s, C).
+        # Each 2D latent reads one window: -> (B * g * g, s * s, C), windows and the pixels in
+        # them in row-major order. (Reshapes stay at rank <= 5 for Core ML.)
         g = self.config.perceiver_grid
         s = h // g
-        windows = x.reshape(b, c, g, s, g, s).permute(0, 2, 4, 3, 5, 1).reshape(b * g * g, s * s, c)
+        windows = x.reshape(b * c, g, s, g, s).permute(0, 1, 3, 2, 4)
+        windows = windows.reshape(b, c, g * g, s * s).permute(0, 2, 3, 1)
+        windows = windows.reshape(b * g * g, s * s, c)
         latents_2d = self.latents_2d.repeat(b, 1).unsqueeze(1)
         for layer in self.layers:
             latents_2d = layer(latents_2d, windows)
