@@ -92,7 +92,8 @@ def resolve_device(device: str) -> str:
 
 
 def build_tracker(checkpoint: str, device: str, backend: str, max_objects: int,
-                  mask_threshold: float, log: Callable[[str], Any]) -> Any:
+                  mask_threshold: float, log: Callable[[str], Any], export_dir: str = "",
+                  precision: str = "fp32") -> Any:
     """Load the model and wrap it in a Tracker; StartupError with a clear message on failure."""
     from edgetam_core.checkpoint import build_default_model, load_checkpoint
     from edgetam_core.tracker import Tracker
@@ -122,7 +123,14 @@ def build_tracker(checkpoint: str, device: str, backend: str, max_objects: int,
             raise StartupError(
                 f"cannot load checkpoint {path}: {type(exc).__name__}: {exc}"
             ) from None
-    return Tracker(model, max_objects=max_objects, mask_threshold=mask_threshold, device=dev)
+    from edgetam_core.backends import create_backend
+    from edgetam_core.errors import EdgeTAMError
+
+    try:
+        runtime = create_backend(backend, model, export_dir or None, precision)
+        return Tracker(runtime, max_objects=max_objects, mask_threshold=mask_threshold, device=dev)
+    except (EdgeTAMError, ValueError) as exc:
+        raise StartupError(f"cannot start the {backend} backend: {exc}") from None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,7 +216,7 @@ class TrackerNode(Node):
 
         self._tracker = build_tracker(
             v["checkpoint"], v["device"], v["backend"], v["max_objects"], v["mask_threshold"],
-            self.get_logger().warning,
+            self.get_logger().warning, export_dir=v["export_dir"], precision=v["precision"],
         )
         self._device = str(self._tracker.device)
 

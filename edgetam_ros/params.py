@@ -12,7 +12,9 @@ from typing import Any
 from edgetam_ros.prompts import CLICK_MODES, MAX_OBJECT_ID
 
 #: Inference backends the node can run.
-BACKENDS = ("eager",)
+BACKENDS = ("eager", "torchscript", "coreml")
+#: Numeric precisions of the eager / in-memory TorchScript backends.
+PRECISIONS = ("fp32", "bf16")
 DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
@@ -70,7 +72,23 @@ PARAMS: tuple[ParamSpec, ...] = (
         "device", "auto", "Torch device: auto (cuda, else mps, else cpu), cpu, cuda, cuda:N, mps.",
         read_only=True,
     ),
-    ParamSpec("backend", "eager", "Inference backend.", read_only=True, choices=BACKENDS),
+    ParamSpec(
+        "backend", "eager",
+        "Inference backend: eager (PyTorch), torchscript (traced graphs: from export_dir, or "
+        "traced at start-up), coreml (export_dir from edgetam-export --format coreml; macOS).",
+        read_only=True, choices=BACKENDS,
+    ),
+    ParamSpec(
+        "export_dir", "",
+        "Directory written by edgetam-export for the torchscript/coreml backend (same "
+        "checkpoint); empty: torchscript traces the model at start-up.",
+        read_only=True,
+    ),
+    ParamSpec(
+        "precision", "fp32",
+        "fp32, or bf16 (CPUs with AVX512-BF16 and CUDA) for the eager / traced backends.",
+        read_only=True, choices=PRECISIONS,
+    ),
     ParamSpec(
         "max_objects", 16, "Most objects tracked at once (ids are 1..255: masks are mono8).",
         read_only=True, int_range=(1, MAX_OBJECT_ID),
@@ -126,6 +144,8 @@ def validate_parameter(name: str, value: Any) -> str | None:
         return f"device '{value}' is not one of auto, cpu, cuda, cuda:N, mps"
     if name == "backend" and value not in BACKENDS:
         return f"backend '{value}' is not available (available: {', '.join(BACKENDS)})"
+    if name == "precision" and value not in PRECISIONS:
+        return f"precision '{value}' is not one of {', '.join(PRECISIONS)}"
     if name == "click_mode" and value not in CLICK_MODES:
         return f"click_mode '{value}' is not one of {', '.join(CLICK_MODES)}"
     return None

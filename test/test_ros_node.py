@@ -478,6 +478,27 @@ def test_compressed_input_and_prompt_before_any_frame(
         assert proc.stop() == 0, proc.log_text()
 
 
+def test_torchscript_backend_tracks(
+    ros_env: dict[str, str], rclpy_session: Any, tiny_checkpoint_path: Path, tmp_path: Path
+) -> None:
+    """backend:=torchscript without export_dir traces the model at start-up and tracks."""
+    proc = start_node(ros_env, tmp_path, "traced", namespace="/traced",
+                      checkpoint=tiny_checkpoint_path, backend="torchscript",
+                      publish_overlay=False)
+    client = Client(rclpy_session, "traced_client", namespace="/traced")
+    try:
+        assert proc.wait_for_log("tracking on", 180), proc.log_text()
+        assert "torchscript" in proc.log_text()
+        client.frame()
+        r = client.add_prompt(points=[(240, 150)])
+        assert r.success, r.message
+        tracks = wait_ids(client, {r.object_id})
+        assert tracks.objects[0].area > 0
+    finally:
+        client.close()
+        assert proc.stop() == 0, proc.log_text()
+
+
 @pytest.mark.parametrize(
     ("params", "expected"),
     [
@@ -485,6 +506,7 @@ def test_compressed_input_and_prompt_before_any_frame(
         ({}, "parameter 'checkpoint' is not set"),
         ({"checkpoint": "random", "max_objects": 0}, "invalid parameter"),
         ({"checkpoint": "random", "backend": "tensorrt"}, "backend 'tensorrt' is not"),
+        ({"checkpoint": "random", "backend": "coreml"}, "needs an export directory"),
     ],
 )
 def test_start_up_errors_exit_non_zero(ros_env: dict[str, str], tmp_path: Path,
