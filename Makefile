@@ -8,14 +8,20 @@ IN_ENV := scripts/in_env.sh
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: all setup demo test lint pytest clean
+.PHONY: all setup demo demo-offline test lint pytest clean
 
 all: test
 
 setup:
 	@bash scripts/setup.sh
 
+# The whole product: a sample rosbag replayed through tracker_node over loopback DDS, outputs
+# recorded, J&F report + plot + overlay video written.
 demo: setup
+	@$(IN_ENV) edgetam-demo-ros $(DEMO_ARGS)
+
+# The library alone (no ROS): track a generated clip with one click and write the masks.
+demo-offline: setup
 	@$(IN_ENV) edgetam-demo $(DEMO_ARGS)
 
 test: setup lint pytest

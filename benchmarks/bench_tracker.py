@@ -49,20 +49,21 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_ours(folder: Path, prompts: list[dict], threads: int, fuse: bool) -> dict:
+def run_ours(folder: Path, prompts: list[dict], threads: int, backend: str, precision: str) -> dict:
     import numpy as np
     import torch
     from PIL import Image
 
+    from edgetam_core.backends import create_backend
     from edgetam_core.checkpoint import build_default_model
     from edgetam_core.tracker import Tracker
     from edgetam_core.types import Prompt
 
     torch.set_num_threads(threads)
     model = build_default_model()
-    if fuse:
-        model.image_encoder.fuse()
-    tracker = Tracker(model)
+    # "unfused": the eager modules exactly as loaded (no BatchNorm folding, no channels-last).
+    runtime = model if backend == "unfused" else create_backend(backend, model, precision=precision)
+    tracker = Tracker(runtime)
     files = sorted(folder.glob("*.jpg"))
     first = [Prompt.from_clicks(p["object_id"], p["points"], p["labels"]) for p in prompts]
     per_frame, parts = [], {}
@@ -115,7 +116,7 @@ def _child(args: argparse.Namespace) -> None:
     folder = Path(args.folder)
     prompts = json.loads(Path(args.prompts).read_text())
     if args.child == "ours":
-        out = run_ours(folder, prompts, args.threads, not args.no_fuse)
+        out = run_ours(folder, prompts, args.threads, args.backend, args.precision)
     else:
         out = run_reference(folder, prompts, args.threads)
     print("RESULT " + json.dumps(out))
@@ -134,8 +135,7 @@ def _spawn(kind: str, folder: Path, prompts_file: Path, args: argparse.Namespace
         "--threads",
         str(args.threads),
     ]
-    if args.no_fuse:
-        cmd.append("--no-fuse")
+    cmd += ["--backend", args.backend, "--precision", args.precision]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     for line in proc.stdout.splitlines():
@@ -156,7 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--reference", action="store_true", help="also time the reference (1 object)"
     )
-    parser.add_argument("--no-fuse", action="store_true", help="keep RepViT BatchNorm unfused")
+    parser.add_argument(
+        "--backend",
+        default="eager",
+        choices=("eager", "torchscript", "unfused"),
+        help="ours: eager (fused, channels-last), torchscript (traced), unfused (as loaded)",
+    )
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     parser.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--prompts", help=argparse.SUPPRESS)
@@ -177,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         f"clip {args.frames} frames {args.width}x{args.height}, {args.objects} object(s), "
-        f"{args.threads} threads, fuse={not args.no_fuse}"
+        f"{args.threads} threads, ours: {args.backend} {args.precision}"
     )
     for name, r in runs.items():
         ms = r["ms_per_frame"]

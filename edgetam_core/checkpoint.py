@@ -121,6 +121,8 @@ def load_checkpoint(
 
 def save_checkpoint(model: EdgeTAM, path: str | Path, include_config: bool = True) -> Path:
     """Write ``model`` in the official layout (plus its config unless it is the default)."""
+    if model.is_fused:
+        raise CheckpointError("a fused model cannot be saved in the official layout")
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     payload: dict[str, Any] = {

@@ -10,6 +10,7 @@ graphs and keep only cheap glue (mask selection, pointer gating, constants) in P
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 
 import torch
@@ -26,6 +27,15 @@ from edgetam_core.model.edgetam import (
 )
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+log = logging.getLogger(__name__)
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU computes bfloat16 natively (AVX512-BF16 or AMX)."""
+    cpu = torch.cpu
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
 
 
 class Backend:
@@ -55,6 +65,11 @@ class Backend:
         self.device = next(model.parameters()).device
         self.precision = precision
         self.dtype = PRECISIONS[precision]
+        if self.dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_has_native_bf16():
+            log.warning(
+                "bf16 requested but this CPU has no AVX512-BF16/AMX: bf16 math is emulated "
+                "and much slower than fp32 here"
+            )
 
     # -- numeric context ----------------------------------------------------------------
     @contextlib.contextmanager

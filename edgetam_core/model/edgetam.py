@@ -131,12 +131,15 @@ class EdgeTAM(nn.Module):
         return bool(getattr(self.image_encoder, "is_fused", False))
 
     def fuse(self) -> EdgeTAM:
-        """Fold BatchNorm and re-parameterizable branches for inference (idempotent).
+        """Prepare for inference (idempotent): fold BatchNorm and re-parameterizable branches,
+        and store convolution weights channels-last (oneDNN's fast layout on CPU).
 
         Outputs stay the same up to float rounding; the state dict changes, so a fused model
         can no longer be saved in the official layout. Returns self.
         """
         self.image_encoder.fuse()
+        for part in (self.image_encoder, self.memory_encoder, self.sam_mask_decoder):
+            part.to(memory_format=torch.channels_last)
         return self
 
     # ------------------------------------------------------------------------------------
@@ -144,6 +147,8 @@ class EdgeTAM(nn.Module):
     # ------------------------------------------------------------------------------------
     def encode_image(self, images: torch.Tensor) -> ImageFeatures:
         """(B, 3, S, S) normalized images -> features of every level the heads use."""
+        if self.is_fused:
+            images = images.contiguous(memory_format=torch.channels_last)
         feats, pos = self.image_encoder(images)
         dec = self.sam_mask_decoder
         high_res = [dec.conv_s0(feats[0]), dec.conv_s1(feats[1])]
