@@ -23,7 +23,6 @@ def create_backend(
     model: EdgeTAM,
     export_dir: str | Path | None = None,
     precision: str = "fp32",
-    max_conditioning_frames: int = 4,
 ) -> Backend:
     """A backend by name, ready for ``Tracker`` (the model is fused for inference in place).
 
@@ -42,7 +41,7 @@ def create_backend(
 
         if export_dir is not None:
             return TorchScriptBackend.load(model, export_dir)
-        return TorchScriptBackend.trace(model, precision, max_conditioning_frames)
+        return TorchScriptBackend.trace(model, precision)
     from edgetam_core.backends.coreml import CoreMLBackend
 
     if export_dir is None:

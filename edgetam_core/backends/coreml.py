@@ -160,7 +160,12 @@ class CoreMLBackend(Backend):
             return self.model.attend_memory(top, top_pos, None, None, 0, 0)
         assert memory_pos is not None
         valid = torch.ones(memory.shape[:2]) if memory_mask is None else memory_mask.float()
-        return self._run("memory_attention", top, top_pos, memory, memory_pos, valid)[0]
+        key_cos, key_sin = self.model.memory_attention.key_rope(
+            num_spatial_mem, num_obj_ptr_tokens, memory.device, torch.float32
+        )
+        return self._run(
+            "memory_attention", top, top_pos, memory, memory_pos, valid, key_cos, key_sin
+        )[0]
 
     def decode_raw(
         self,

@@ -48,12 +48,16 @@ def memory_slots(config: EdgeTAMConfig, max_conditioning_frames: int) -> tuple[i
 
 
 def step_signatures(
-    config: EdgeTAMConfig, mem_slots: int, ptr_slots: int
+    config: EdgeTAMConfig, mem_slots: int | None, ptr_slots: int | None
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """Names, shapes and dtypes of every step's inputs and outputs (for the manifest)."""
     c = config
     h, s, d, md = c.feat_size, c.image_size, c.hidden_dim, c.mem_dim
-    m = mem_slots * c.tokens_per_memory + ptr_slots * c.ptr_tokens_per_pointer
+    # M: memory tokens, fixed for a padded bank (Core ML), any number otherwise.
+    m: int | str = "M"
+    if mem_slots is not None and ptr_slots is not None:
+        m = mem_slots * c.tokens_per_memory + ptr_slots * c.ptr_tokens_per_pointer
+    r = c.hidden_dim // c.memory_attention_heads // 2
     k = c.num_multimask_outputs + 1
 
     def io(name: str, shape: list[int | str], dtype: str = "float32") -> dict[str, Any]:
@@ -76,6 +80,8 @@ def step_signatures(
                 io("memory", ["B", m, md]),
                 io("memory_pos", ["B", m, md]),
                 io("valid", ["B", m], "bool"),
+                io("key_cos", [m, r]),
+                io("key_sin", [m, r]),
             ],
             "outputs": [io("pix", ["B", d, h, h])],
         },
@@ -107,10 +113,10 @@ def step_signatures(
     }
 
 
-def step_modules(model: EdgeTAM, mem_slots: int, ptr_slots: int) -> dict[str, nn.Module]:
+def step_modules(model: EdgeTAM) -> dict[str, nn.Module]:
     return {
         "image_encoder": ImageEncoderStep(model),
-        "memory_attention": MemoryAttentionStep(model, mem_slots, ptr_slots),
+        "memory_attention": MemoryAttentionStep(model),
         "decoder": DecoderStep(model),
         "memory_encoder": MemoryEncoderStep(model),
     }
@@ -165,7 +171,7 @@ def export_model(
     out.mkdir(parents=True, exist_ok=True)
     model = model.eval().fuse()
     mem_slots, ptr_slots = memory_slots(model.config, options.max_conditioning_frames)
-    modules = step_modules(model, mem_slots, ptr_slots)
+    modules = step_modules(model)
     examples = example_inputs(model, mem_slots, ptr_slots)
     files: dict[str, str] = {}
     with torch.no_grad():
@@ -192,9 +198,12 @@ def export_model(
         "precision": options.precision,
         "max_objects": options.max_objects,
         "max_conditioning_frames": options.max_conditioning_frames,
-        "memory_slots": [mem_slots, ptr_slots],
+        # Core ML takes a bank padded to fixed slots; TorchScript any bank layout.
+        "memory_slots": [mem_slots, ptr_slots] if options.format == "coreml" else None,
         "files": files,
-        "steps": step_signatures(model.config, mem_slots, ptr_slots),
+        "steps": step_signatures(model.config, mem_slots, ptr_slots)
+        if options.format == "coreml"
+        else step_signatures(model.config, None, None),
         "config": _jsonable(model.config.to_dict()),
         "checkpoint_sha256": checkpoint_sha256,
         "tools": tool_versions(options.format),

@@ -1,9 +1,8 @@
 """The four per-frame steps as modules with tensor-only signatures, for export.
 
 Each wraps an ``EdgeTAM`` (sharing its weights) and fixes every shape the exported graph must
-not vary: the memory bank is padded to ``num_memory_slots`` frames and ``num_pointer_slots``
-object pointers, with a validity mask. Objects are the batch dimension; the number of prompt
-points may vary.
+not vary. Objects are the batch dimension; the number of prompt points and of memory tokens
+may vary (a fixed-shape runtime pads the bank to fixed slots and masks the padding).
 """
 
 from __future__ import annotations
@@ -31,20 +30,15 @@ class ImageEncoderStep(nn.Module):
 
 class MemoryAttentionStep(nn.Module):
     """top (B, C, h, w), top_pos (1, C, h, w), memory (B, M, D), memory_pos (B, M, D),
-    valid (B, M) bool -> conditioned features (B, C, h, w).
+    valid (B, M) bool, key_cos (M, R), key_sin (M, R) -> conditioned features (B, C, h, w).
 
-    M = num_memory_slots * tokens_per_memory + num_pointer_slots * (C / D).
+    The memory tokens' rotary tables come in as inputs (``MemoryAttention.key_rope``), so the
+    graph takes any bank layout: any M, padded or not (R = head_dim / 2).
     """
 
-    def __init__(self, model: EdgeTAM, num_memory_slots: int, num_pointer_slots: int) -> None:
+    def __init__(self, model: EdgeTAM) -> None:
         super().__init__()
         self.model = model
-        self.num_memory_slots = num_memory_slots
-        self.num_pointer_tokens = num_pointer_slots * model.config.ptr_tokens_per_pointer
-
-    @property
-    def num_tokens(self) -> int:
-        return self.num_memory_slots * self.model.config.tokens_per_memory + self.num_pointer_tokens
 
     def forward(
         self,
@@ -53,9 +47,11 @@ class MemoryAttentionStep(nn.Module):
         memory: torch.Tensor,
         memory_pos: torch.Tensor,
         valid: torch.Tensor,
+        key_cos: torch.Tensor,
+        key_sin: torch.Tensor,
     ) -> torch.Tensor:
         return self.model.attend_memory(
-            top, top_pos, memory, memory_pos, self.num_memory_slots, self.num_pointer_tokens, valid
+            top, top_pos, memory, memory_pos, 0, 0, valid, (key_cos, key_sin)
         )
 
 
@@ -112,7 +108,11 @@ def example_inputs(
     c = model.config
     dev = next(model.parameters()).device
     h, s, d = c.feat_size, c.image_size, c.hidden_dim
-    m = num_memory_slots * c.tokens_per_memory + num_pointer_slots * c.ptr_tokens_per_pointer
+    ptr_tokens = num_pointer_slots * c.ptr_tokens_per_pointer
+    m = num_memory_slots * c.tokens_per_memory + ptr_tokens
+    key_cos, key_sin = model.memory_attention.key_rope(
+        num_memory_slots, ptr_tokens, dev, torch.float32
+    )
     g = torch.Generator().manual_seed(0)
 
     def rand(*shape: int) -> torch.Tensor:
@@ -128,6 +128,8 @@ def example_inputs(
             rand(batch, m, c.mem_dim),
             rand(batch, m, c.mem_dim),
             torch.ones(batch, m, dtype=torch.bool, device=dev),
+            key_cos,
+            key_sin,
         ),
         "decoder": (
             top,

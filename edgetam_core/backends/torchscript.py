@@ -35,11 +35,9 @@ class TorchScriptBackend(Backend):
         model: EdgeTAM,
         steps: dict[str, torch.jit.ScriptModule],
         precision: str,
-        memory_slots: tuple[int, int],
     ) -> None:
         super().__init__(model, precision="fp32", fuse=False)
         self.precision = precision
-        self.memory_slots = memory_slots
         self.steps = steps
 
     @classmethod
@@ -56,23 +54,20 @@ class TorchScriptBackend(Backend):
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
             raise BackendError(f"cannot load TorchScript files from {d} ({first})") from None
-        mem_slots, ptr_slots = manifest["memory_slots"]
-        return cls(model, steps, str(manifest["precision"]), (int(mem_slots), int(ptr_slots)))
+        return cls(model, steps, str(manifest["precision"]))
 
     @classmethod
-    def trace(
-        cls, model: EdgeTAM, precision: str = "fp32", max_conditioning_frames: int = 4
-    ) -> TorchScriptBackend:
+    def trace(cls, model: EdgeTAM, precision: str = "fp32") -> TorchScriptBackend:
         """Trace the (fused) model in memory: no export directory needed."""
         model.eval().fuse()
-        slots = memory_slots(model.config, max_conditioning_frames)
-        modules = step_modules(model, *slots)
+        slots = memory_slots(model.config, 1)  # example shapes only: the graph takes any M
+        modules = step_modules(model)
         examples = example_inputs(model, *slots)
         with torch.no_grad():
             for name in STEPS:  # fill size-keyed caches so traces embed constants
                 modules[name](*examples[name])
         steps = {name: trace_step(modules[name], examples[name], precision) for name in STEPS}
-        return cls(model, steps, precision, slots)
+        return cls(model, steps, precision)
 
     def encode_image(self, images: torch.Tensor) -> ImageFeatures:
         hr0, hr1, top, top_pos = self.steps["image_encoder"](images)
@@ -93,8 +88,11 @@ class TorchScriptBackend(Backend):
         assert memory_pos is not None
         if memory_mask is None:
             memory_mask = torch.ones(memory.shape[:2], dtype=torch.bool, device=memory.device)
+        key_cos, key_sin = self.model.memory_attention.key_rope(
+            num_spatial_mem, num_obj_ptr_tokens, memory.device, torch.float32
+        )
         result: torch.Tensor = self.steps["memory_attention"](
-            top, top_pos, memory, memory_pos, memory_mask
+            top, top_pos, memory, memory_pos, memory_mask, key_cos, key_sin
         )
         return result
 

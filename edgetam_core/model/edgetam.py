@@ -170,6 +170,7 @@ class EdgeTAM(nn.Module):
         num_spatial_mem: int,
         num_obj_ptr_tokens: int,
         memory_mask: torch.Tensor | None = None,
+        key_rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """(B, C, h, w) features conditioned on memory; ``memory=None`` marks a first frame.
 
@@ -183,7 +184,14 @@ class EdgeTAM(nn.Module):
         curr = top.flatten(2).transpose(1, 2)
         curr_pos = top_pos.flatten(2).transpose(1, 2)
         out = self.memory_attention(
-            curr, curr_pos, memory, memory_pos, num_spatial_mem, num_obj_ptr_tokens, memory_mask
+            curr,
+            curr_pos,
+            memory,
+            memory_pos,
+            num_spatial_mem,
+            num_obj_ptr_tokens,
+            memory_mask,
+            key_rope,
         )
         return out.transpose(1, 2).reshape(b, ch, h, w)
 

@@ -151,6 +151,7 @@ class MemoryAttention(nn.Module):
         num_spatial_mem: int,
         num_obj_ptr_tokens: int,
         memory_mask: torch.Tensor | None = None,
+        key_rope: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Fuse features with memory.
 
@@ -162,19 +163,22 @@ class MemoryAttention(nn.Module):
             num_spatial_mem: number of memory frames in ``memory``.
             num_obj_ptr_tokens: number of trailing object-pointer tokens.
             memory_mask: optional (B, M) bool, True where a memory token is valid.
+            key_rope: optional (M, head_dim / 2) cos and sin tables of the memory tokens
+                (``key_rope()``); given as inputs, they let an exported graph take any M.
         Returns:
             (B, HW, C) memory-conditioned features.
         """
-        expected = num_spatial_mem * self.config.tokens_per_memory + num_obj_ptr_tokens
-        if memory.shape[1] != expected:
-            raise ValueError(f"memory has {memory.shape[1]} tokens, layout expects {expected}")
         x = curr + 0.1 * curr_pos
         keys = memory + memory_pos
         q_rope = self.query_rope(x.device, x.dtype)
-        k_rope = self.key_rope(num_spatial_mem, num_obj_ptr_tokens, x.device, x.dtype)
+        if key_rope is None:
+            expected = num_spatial_mem * self.config.tokens_per_memory + num_obj_ptr_tokens
+            if memory.shape[1] != expected:
+                raise ValueError(f"memory has {memory.shape[1]} tokens, layout expects {expected}")
+            key_rope = self.key_rope(num_spatial_mem, num_obj_ptr_tokens, x.device, x.dtype)
         attn_mask = None
         if memory_mask is not None:
             attn_mask = memory_mask[:, None, None, :]
         for layer in self.layers:
-            x = layer(x, memory, keys, q_rope, k_rope, attn_mask)
+            x = layer(x, memory, keys, q_rope, key_rope, attn_mask)
         return self.norm(x)
