@@ -14,12 +14,9 @@ import logging
 from collections.abc import Iterator
 
 import torch
-import torch.nn.functional as F
 
 from edgetam_core.config import EdgeTAMConfig
 from edgetam_core.model.edgetam import (
-    MASK_PROMPT_BIAS,
-    MASK_PROMPT_SCALE,
     DecoderOutput,
     EdgeTAM,
     ImageFeatures,
@@ -145,23 +142,9 @@ class Backend:
     def decode_mask_prompt(
         self, pix_feat: torch.Tensor, high_res: list[torch.Tensor], mask: torch.Tensor
     ) -> DecoderOutput:
-        """A mask prompt is the output itself; the SAM heads only supply the pointer.
-
-        Args:
-            pix_feat: (B, C, h, w) image features (no memory conditioning).
-            mask: (B, 1, S, S) binary float mask at model-input resolution.
-        """
-        logits = mask * MASK_PROMPT_SCALE + MASK_PROMPT_BIAS
-        s = logits.shape[-1] // 4
-        low = F.interpolate(
-            logits, size=(s, s), mode="bilinear", align_corners=False, antialias=True
-        )
-        small = self.model.mask_downsample(mask)
-        from_heads = self.decode(pix_feat, high_res, mask_input=small)
-        present = (mask.flatten(1) > 0).any(dim=1, keepdim=True).float()
-        obj_ptr = present * from_heads.obj_ptr + (1 - present) * self.model.no_obj_ptr
-        object_score = (MASK_PROMPT_SCALE * present + MASK_PROMPT_BIAS)[:, 0]
-        return DecoderOutput(low, torch.ones_like(object_score), obj_ptr, object_score)
+        """``EdgeTAM.decode_mask_prompt`` with this backend's decoder."""
+        from_heads = self.decode(pix_feat, high_res, mask_input=self.model.mask_downsample(mask))
+        return self.model.mask_prompt_output(mask, from_heads)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return self.model.normalize(images)

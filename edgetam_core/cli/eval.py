@@ -23,14 +23,14 @@ unexpected failure.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgetam_core.errors import CheckpointError, EdgeTAMError, InputError
+from edgetam_core.cli.common import run_cli
+from edgetam_core.errors import CheckpointError, InputError
 from edgetam_core.eval.datasets import FORMATS, VOSSequence, read_dataset, read_predictions
 from edgetam_core.eval.metrics import GScore, SequenceScores, g_score, score_sequence, summarize
 from edgetam_core.eval.protocols import PROTOCOLS, run_sequence
@@ -51,22 +51,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", help="file of sequence names (DAVIS: may be relative to ImageSets)")
     p.add_argument("--resolution", default="480p", help="DAVIS resolution folder (default 480p)")
     p.add_argument("--sequences", nargs="+", help="only these sequences")
-    p.add_argument("--checkpoint", help="model checkpoint (.pt), or 'default' for the embedded "
-                   "default model")
-    p.add_argument("--predictions", help="score this results folder (<seq>/<frame>.png) instead "
-                   "of running the tracker")
-    p.add_argument("--protocol", default="semi", choices=PROTOCOLS,
-                   help="how objects are prompted (default semi: first-frame masks)")
-    p.add_argument("--corrections", type=int, default=0,
-                   help="correction clicks per sequence at the frame of largest error")
+    p.add_argument(
+        "--checkpoint", help="model checkpoint (.pt), or 'default' for the embedded default model"
+    )
+    p.add_argument(
+        "--predictions",
+        help="score this results folder (<seq>/<frame>.png) instead of running the tracker",
+    )
+    p.add_argument(
+        "--protocol",
+        default="semi",
+        choices=PROTOCOLS,
+        help="how objects are prompted (default semi: first-frame masks)",
+    )
+    p.add_argument(
+        "--corrections",
+        type=int,
+        default=0,
+        help="correction clicks per sequence at the frame of largest error",
+    )
     p.add_argument("--out", required=True, help="output folder for the report")
     p.add_argument("--overlay-video", action="store_true", help="also write videos/<seq>.mp4")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"))
     p.add_argument("--max-frames", type=int, help="only the first N frames of each sequence")
     p.add_argument("--max-objects", type=int, default=255, help="tracker capacity (default 255)")
     p.add_argument("--unseen", help="file of unseen '<seq>' or '<seq>/<id>' lines: adds G")
-    p.add_argument("--all-frames", action="store_true",
-                   help="score the first and last annotated frames too")
+    p.add_argument(
+        "--all-frames", action="store_true", help="score the first and last annotated frames too"
+    )
     p.add_argument("--no-plots", action="store_true", help="skip the per-sequence plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar, no summary line")
     return p
@@ -147,8 +159,9 @@ def run(args: argparse.Namespace) -> EvalResult:
         raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
     if not 1 <= args.max_objects <= 255:
         raise InputError(f"--max-objects must be in 1..255, got {args.max_objects}")
-    sequences = read_dataset(args.dataset, args.format, args.split, args.sequences,
-                             resolution=args.resolution)
+    sequences = read_dataset(
+        args.dataset, args.format, args.split, args.sequences, resolution=args.resolution
+    )
     if args.max_frames is not None:
         sequences = [s.truncated(args.max_frames) for s in sequences]
     for s in sequences:
@@ -162,7 +175,8 @@ def run(args: argparse.Namespace) -> EvalResult:
         "dataset": str(args.dataset),
         "format": args.format,
         "scored_frames": "annotated frames except the first and the last of each sequence"
-        if skip else "all annotated frames",
+        if skip
+        else "all annotated frames",
     }
     per_sequence: dict[str, dict[str, Any]] = {}
     scores: list[SequenceScores] = []
@@ -171,8 +185,14 @@ def run(args: argparse.Namespace) -> EvalResult:
 
     if args.predictions is not None:
         settings.update({"predictions": str(args.predictions), "protocol": None})
-        for seq in tqdm(sequences, desc=PROG, unit="seq", disable=(not progress) if
-                        progress is not None else None, file=sys.stderr, leave=False):
+        for seq in tqdm(
+            sequences,
+            desc=PROG,
+            unit="seq",
+            disable=(not progress) if progress is not None else None,
+            file=sys.stderr,
+            leave=False,
+        ):
             preds = read_predictions(args.predictions, seq)
             all_predictions[seq.name] = preds
             scores.append(_score(seq, preds, skip, str(args.predictions)))
@@ -181,15 +201,27 @@ def run(args: argparse.Namespace) -> EvalResult:
         tracker, ckpt_desc = _load_tracker(args.checkpoint, args.device, args.max_objects)
         backend = backend_name(tracker)
         total = sum(s.num_frames * (1 + args.corrections) for s in sequences)
-        bar = tqdm(total=total, desc=PROG, unit="frame", file=sys.stderr, leave=False,
-                   disable=(not progress) if progress is not None else None)
+        bar = tqdm(
+            total=total,
+            desc=PROG,
+            unit="frame",
+            file=sys.stderr,
+            leave=False,
+            disable=(not progress) if progress is not None else None,
+        )
         seconds = 0.0
         frames = 0
         try:
             for seq in sequences:
                 bar.set_postfix_str(seq.name)
-                result = run_sequence(tracker, seq, args.protocol, args.corrections, skip,
-                                      on_frame=lambda _k: bar.update(1))
+                result = run_sequence(
+                    tracker,
+                    seq,
+                    args.protocol,
+                    args.corrections,
+                    skip,
+                    on_frame=lambda _k: bar.update(1),
+                )
                 pred_dir = out / "predictions" / seq.name
                 for k, labels in result.predictions.items():
                     write_label_png(pred_dir / f"{seq.frame_paths[k].stem}.png", labels)
@@ -208,24 +240,30 @@ def run(args: argparse.Namespace) -> EvalResult:
         finally:
             bar.close()
         ms = 1000.0 * seconds / max(1, frames)
-        settings.update({
-            "protocol": args.protocol,
-            "corrections": args.corrections,
-            "checkpoint": ckpt_desc,
-            "backend": backend,
-            "device": str(tracker.device),
-            "frames": frames,
-            "ms_per_frame": round(ms, 3),
-        })
+        settings.update(
+            {
+                "protocol": args.protocol,
+                "corrections": args.corrections,
+                "checkpoint": ckpt_desc,
+                "backend": backend,
+                "device": str(tracker.device),
+                "frames": frames,
+                "ms_per_frame": round(ms, 3),
+            }
+        )
         timing = f", {ms:.0f} ms/frame ({backend} on {tracker.device})"
     g: GScore | None = g_score(scores, unseen) if unseen is not None else None
     paths = write_report(out, scores, settings, per_sequence, g, plots=not args.no_plots)
     if args.overlay_video:
         for seq in sequences:
-            paths.videos.append(write_overlay_video(
-                out / "videos" / f"{seq.name}.mp4", seq.frames(), all_predictions[seq.name],
-                seq.ground_truth(),
-            ))
+            paths.videos.append(
+                write_overlay_video(
+                    out / "videos" / f"{seq.name}.mp4",
+                    seq.frames(),
+                    all_predictions[seq.name],
+                    seq.ground_truth(),
+                )
+            )
     summary = summarize(scores)
     where = f"report in {paths.json}"
     if paths.plots:
@@ -240,29 +278,12 @@ def run(args: argparse.Namespace) -> EvalResult:
     return EvalResult(paths, scores, line)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        result = run(args)
-    except EdgeTAMError as exc:
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        if os.environ.get("EDGETAM_DEBUG"):
-            raise
-        print(f"{PROG}: unexpected error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
-        return 1
-    if not args.quiet:
+    code, result = run_cli(PROG, lambda: run(args))
+    if result is not None and not args.quiet:
         print(result.report_line)
-    return 0
+    return code
 
 
 if __name__ == "__main__":

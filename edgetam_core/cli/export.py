@@ -13,13 +13,13 @@ Use the result with ``edgetam-track --backend torchscript --export-dir DIR`` or 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from edgetam_core.cli.track import _one_line, check_device, load_model
-from edgetam_core.errors import CheckpointError, EdgeTAMError, InputError
+from edgetam_core.cli.common import run_cli
+from edgetam_core.cli.track import check_device, load_model
+from edgetam_core.errors import CheckpointError, InputError
 
 PROG = "edgetam-export"
 
@@ -91,22 +91,10 @@ def run(args: argparse.Namespace) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        manifest = run(args)
-    except EdgeTAMError as exc:
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        if os.environ.get("EDGETAM_DEBUG"):
-            raise
-        print(f"{PROG}: unexpected error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
-        return 1
-    if not args.quiet:
+    code, manifest = run_cli(PROG, lambda: run(args))
+    if manifest is not None and not args.quiet:
         print(f"{PROG}: exported to {manifest.parent}")
-    return 0
+    return code
 
 
 if __name__ == "__main__":

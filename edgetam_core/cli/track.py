@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 import zipfile
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgetam_core.cli.common import run_cli
 from edgetam_core.errors import CheckpointError, EdgeTAMError, InputError, PromptError
 from edgetam_core.io import (
     count_frames,
@@ -436,29 +436,12 @@ def run(args: argparse.Namespace) -> TrackSummary:
     )
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        summary = run(args)
-    except EdgeTAMError as exc:
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # unexpected: still one line, no traceback (unless debugging)
-        if os.environ.get("EDGETAM_DEBUG"):
-            raise
-        print(f"{PROG}: unexpected error: {type(exc).__name__}: {_one_line(exc)}", file=sys.stderr)
-        return 1
-    if not args.quiet:
+    code, summary = run_cli(PROG, lambda: run(args))
+    if summary is not None and not args.quiet:
         print(f"{PROG}: {summary.line()}")
-    return 0
+    return code
 
 
 if __name__ == "__main__":

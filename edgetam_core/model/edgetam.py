@@ -338,12 +338,16 @@ class EdgeTAM(nn.Module):
             pix_feat: (B, C, h, w) image features (no memory conditioning).
             mask: (B, 1, S, S) binary float mask at model-input resolution.
         """
+        from_heads = self.decode(pix_feat, high_res, mask_input=self.mask_downsample(mask))
+        return self.mask_prompt_output(mask, from_heads)
+
+    def mask_prompt_output(self, mask: torch.Tensor, from_heads: DecoderOutput) -> DecoderOutput:
+        """The output for a mask prompt, given the heads' output on its downsampled mask."""
         logits_hr = mask * MASK_PROMPT_SCALE + MASK_PROMPT_BIAS
         s = logits_hr.shape[-1] // 4
         low = F.interpolate(
             logits_hr, size=(s, s), mode="bilinear", align_corners=False, antialias=True
         )
-        from_heads = self.decode(pix_feat, high_res, mask_input=self.mask_downsample(mask))
         present = (mask.flatten(1) > 0).any(dim=1, keepdim=True).float()
         obj_ptr = self._gate_pointer(from_heads.obj_ptr, present)
         object_score = (MASK_PROMPT_SCALE * present + MASK_PROMPT_BIAS)[:, 0]
