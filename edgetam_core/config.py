@@ -24,6 +24,10 @@ class EdgeTAMConfig:
     backbone_stride: int = 16
     trunk_name: str = "repvit_m1"
     backbone_channels: tuple[int, ...] = (48, 96, 192, 384)
+    # Blocks per trunk stage. None: the timm variant's own depths and widths (official). A
+    # tuple builds the same RepViT architecture with these depths and ``backbone_channels`` as
+    # stage widths (smaller models, e.g. the bundled demo model); randomly initialized.
+    trunk_depth: tuple[int, ...] | None = None
     fpn_top_down_levels: tuple[int, ...] = (2, 3)
     scalp: int = 1
     hidden_dim: int = 256
@@ -79,6 +83,8 @@ class EdgeTAMConfig:
             problems.append("the feature grid must split into sqrt(num_latents_2d) windows")
         if self.hidden_dim % self.mem_dim:
             problems.append("hidden_dim must be a multiple of mem_dim (object pointer split)")
+        if self.trunk_depth is not None and len(self.trunk_depth) != len(self.backbone_channels):
+            problems.append("trunk_depth needs one entry per backbone_channels entry")
         if self.num_maskmem < 1:
             problems.append("num_maskmem must be >= 1")
         if problems:

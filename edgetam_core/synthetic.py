@@ -363,3 +363,316 @@ def write_labels(directory: str | Path, labels: Sequence[np.ndarray]) -> list[Pa
     """Write ground-truth label images as DAVIS-style ``00000.png``, ... in ``directory``."""
     directory = Path(directory)
     return [write_label_png(directory / f"{i:05d}.png", lab) for i, lab in enumerate(labels)]
+
+
+# A richer synthetic world: training data and held-out evaluation clips ----------------------------
+@dataclass(frozen=True)
+class WorldSpec:
+    """Knobs of ``make_world_clip``: how many objects, how big, how often they leave or cross.
+
+    Sizes are fractions of the frame's short side; probabilities are per object. Defaults
+    give clips with 1-3 tracked objects, frequent occlusions and exits/re-entries.
+    """
+
+    num_objects: tuple[int, int] = (1, 3)  # tracked objects (all visible on frame 0)
+    num_late_objects: tuple[int, int] = (0, 1)  # objects that enter later (distractors)
+    size: tuple[float, float] = (0.2, 0.42)
+    p_exit: float = 0.35  # leaves the frame and comes back
+    p_cross: float = 0.45  # its path crosses another object's (occlusion)
+    clutter: tuple[int, int] = (0, 4)  # static muted shapes painted on the background
+    max_speed: float = 0.035  # drift, fraction of the short side per frame
+    wander: float = 0.2  # sinusoidal wander amplitude, fraction of the short side
+    max_spin: float = 0.08  # radians per frame
+    max_scale_amp: float = 0.25
+    noise_std: float = 2.0
+
+
+def _exit_path(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    size: float,
+    num_frames: int,
+) -> MotionPath:
+    """A path that starts inside the frame, leaves it completely and comes back."""
+    direction = rng.uniform(0, 2 * math.pi)
+    dx, dy = math.cos(direction), math.sin(direction)
+    centre = (rng.uniform(0.3, 0.7) * width, rng.uniform(0.3, 0.7) * height)
+    # Distance from the centre to the border along the direction, plus the whole sprite.
+    tx = ((width - centre[0]) / dx if dx > 1e-6 else centre[0] / -dx) if abs(dx) > 1e-6 else 1e9
+    ty = ((height - centre[1]) / dy if dy > 1e-6 else centre[1] / -dy) if abs(dy) > 1e-6 else 1e9
+    reach = min(tx, ty) + 0.8 * size
+    amplitude = reach * rng.uniform(1.15, 1.5)
+    # One full swing out and back within 45-85% of the clip, starting near the centre.
+    omega = math.pi / max(2.0, num_frames * rng.uniform(0.45, 0.85))
+    phase = rng.uniform(-0.15, 0.15)
+    return MotionPath(
+        start=(centre[0] + 0.0, centre[1] + 0.0),
+        amplitude=(amplitude * dx, amplitude * dy),
+        omega=omega,
+        phase=(phase, phase),
+        angle0=rng.uniform(0, 2 * math.pi),
+        spin=rng.uniform(-1, 1) * 0.05,
+        scale_amp=rng.uniform(0, 0.15),
+        scale_omega=rng.uniform(0.05, 0.2),
+    )
+
+
+def _wander_path(
+    rng: np.random.Generator, height: int, width: int, size: float, spec: WorldSpec
+) -> MotionPath:
+    short = min(height, width)
+    margin = 0.45 * size
+    start = (rng.uniform(margin, width - margin), rng.uniform(margin, height - margin))
+    speed = rng.uniform(0, spec.max_speed) * short
+    heading = rng.uniform(0, 2 * math.pi)
+    return MotionPath(
+        start=start,
+        velocity=(speed * math.cos(heading), speed * math.sin(heading)),
+        amplitude=(rng.uniform(0, spec.wander) * short, rng.uniform(0, spec.wander) * short),
+        omega=rng.uniform(0.05, 0.25),
+        phase=(rng.uniform(0, 2 * math.pi), rng.uniform(0, 2 * math.pi)),
+        angle0=rng.uniform(0, 2 * math.pi),
+        spin=rng.uniform(-1, 1) * spec.max_spin,
+        scale_amp=rng.uniform(0, spec.max_scale_amp),
+        scale_omega=rng.uniform(0.05, 0.25),
+    )
+
+
+def _crossing_path(
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    size: float,
+    target: MotionPath,
+    num_frames: int,
+) -> MotionPath:
+    """A straight path that passes through ``target``'s position at a random time."""
+    t_meet = max(1.0, rng.uniform(0.3, 0.7) * (num_frames - 1))
+    meet_x, meet_y, _, _ = target.pose(t_meet)
+    margin = 0.45 * size
+    start = (rng.uniform(margin, width - margin), rng.uniform(margin, height - margin))
+    return MotionPath(
+        start=start,
+        velocity=((meet_x - start[0]) / t_meet, (meet_y - start[1]) / t_meet),
+        angle0=rng.uniform(0, 2 * math.pi),
+        spin=rng.uniform(-1, 1) * 0.05,
+        scale_amp=rng.uniform(0, 0.15),
+        scale_omega=rng.uniform(0.05, 0.2),
+    )
+
+
+def _late_path(
+    rng: np.random.Generator, height: int, width: int, size: float, num_frames: int
+) -> MotionPath:
+    """Starts outside the frame (left/right/top/bottom) and crosses into it."""
+    side = int(rng.integers(4))
+    outside = 0.8 * size
+    if side in (0, 1):
+        x = -outside if side == 0 else width + outside
+        y = rng.uniform(0.2, 0.8) * height
+        target = (rng.uniform(0.3, 0.7) * width, rng.uniform(0.2, 0.8) * height)
+    else:
+        x = rng.uniform(0.2, 0.8) * width
+        y = -outside if side == 2 else height + outside
+        target = (rng.uniform(0.2, 0.8) * width, rng.uniform(0.3, 0.7) * height)
+    t_arrive = max(2.0, rng.uniform(0.4, 0.9) * num_frames)
+    return MotionPath(
+        start=(x, y),
+        velocity=((target[0] - x) / t_arrive, (target[1] - y) / t_arrive),
+        angle0=rng.uniform(0, 2 * math.pi),
+        spin=rng.uniform(-1, 1) * 0.05,
+    )
+
+
+def add_clutter(
+    rng: np.random.Generator, background: np.ndarray, count: int, size: tuple[float, float]
+) -> np.ndarray:
+    """Paint ``count`` static, muted (half-blended) shapes on ``background`` (a new array)."""
+    out = background.copy()
+    height, width = out.shape[:2]
+    short = min(height, width)
+    for _ in range(count):
+        side = max(6, int(short * rng.uniform(*size)))
+        kind = str(rng.choice(SHAPE_KINDS))
+        alpha = make_shape_alpha(kind, side, rng)
+        texture = make_object_texture(rng, side)
+        x0 = int(rng.integers(-side // 2, width - side // 2))
+        y0 = int(rng.integers(-side // 2, height - side // 2))
+        xs, ys = max(0, x0), max(0, y0)
+        xe, ye = min(width, x0 + side), min(height, y0 + side)
+        if xs >= xe or ys >= ye:
+            continue
+        a = alpha[ys - y0 : ye - y0, xs - x0 : xe - x0]
+        tex = texture[ys - y0 : ye - y0, xs - x0 : xe - x0]
+        region = out[ys:ye, xs:xe]
+        grey = tex.mean(axis=-1, keepdims=True)
+        muted = 0.5 * region + 0.5 * (0.5 * tex + 0.5 * grey)
+        region[a] = muted[a]
+    return out
+
+
+def make_world_clip(
+    num_frames: int = 24,
+    height: int = 128,
+    width: int = 128,
+    seed: int = 0,
+    spec: WorldSpec | None = None,
+) -> SampleClip:
+    """A clip of the richer synthetic world, deterministic in ``seed``.
+
+    1-3 textured objects (ids 1..n, all visible on frame 0, so they can be prompted there)
+    move, rotate and scale over a textured, cluttered background; some leave the frame and
+    come back, some cross each other's paths (drawing order decides who occludes whom), and
+    distractor objects (ids after the tracked ones, not prompted) may enter later. Use
+    ``object_timeline`` for per-frame visibility, occlusion and in-frame fractions.
+    """
+    spec = spec or WorldSpec()
+    if num_frames < 1 or height < 32 or width < 32:
+        raise ValueError("need num_frames >= 1 and a frame of at least 32x32 pixels")
+    for attempt in range(50):
+        rng = np.random.default_rng([seed, 3, attempt])
+        sprites = _world_sprites(rng, num_frames, height, width, spec)
+        clip = _render_world(sprites, num_frames, height, width, seed, spec, rng)
+        if clip is not None:
+            return clip
+    raise RuntimeError(f"could not make a clip with every object visible on frame 0 (seed {seed})")
+
+
+def _world_sprites(
+    rng: np.random.Generator, num_frames: int, height: int, width: int, spec: WorldSpec
+) -> list[Sprite]:
+    short = min(height, width)
+    count = int(rng.integers(spec.num_objects[0], spec.num_objects[1] + 1))
+    late = int(rng.integers(spec.num_late_objects[0], spec.num_late_objects[1] + 1))
+    sprites: list[Sprite] = []
+    paths: list[MotionPath] = []
+    for index in range(count + late):
+        size = max(8, int(short * rng.uniform(*spec.size)))
+        kind = str(rng.choice(SHAPE_KINDS))
+        if index >= count:
+            path = _late_path(rng, height, width, size, num_frames)
+        elif rng.random() < spec.p_exit:
+            path = _exit_path(rng, height, width, size, num_frames)
+        elif paths and rng.random() < spec.p_cross:
+            target = paths[int(rng.integers(len(paths)))]
+            path = _crossing_path(rng, height, width, size, target, num_frames)
+        else:
+            path = _wander_path(rng, height, width, size, spec)
+        paths.append(path)
+        sprites.append(make_sprite(rng, index + 1, kind, size, path))
+    # Random drawing order decides occlusions; ids keep tracked objects first.
+    order = rng.permutation(len(sprites))
+    return [sprites[i] for i in order]
+
+
+def _render_world(
+    sprites: list[Sprite],
+    num_frames: int,
+    height: int,
+    width: int,
+    seed: int,
+    spec: WorldSpec,
+    rng: np.random.Generator,
+) -> SampleClip | None:
+    background = make_background(rng, height, width)
+    clutter = int(rng.integers(spec.clutter[0], spec.clutter[1] + 1))
+    background = add_clutter(rng, background, clutter, (0.1, 0.3))
+    tracked = sorted(s.object_id for s in sprites)
+    first = np.zeros((height, width), dtype=np.uint8)
+    scratch = np.zeros((height, width, 3), dtype=np.float32)
+    for sprite in sprites:
+        sprite.render(scratch, first, 0.0)
+    late_ids = {s.object_id for s in sprites if _starts_outside(s, height, width)}
+    prompted = [oid for oid in tracked if oid not in late_ids]
+    min_area = max(12, int(0.004 * height * width))
+    if not prompted or any(int((first == oid).sum()) < min_area for oid in prompted):
+        return None
+    frames: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    for t in range(num_frames):
+        canvas = background.copy()
+        lab = np.zeros((height, width), dtype=np.uint8)
+        for sprite in sprites:
+            sprite.render(canvas, lab, float(t))
+        if spec.noise_std > 0:
+            frame_rng = np.random.default_rng([seed, 2, t])
+            canvas += spec.noise_std * frame_rng.standard_normal(canvas.shape, dtype=np.float32)
+        frames.append(np.clip(canvas + 0.5, 0, 255).astype(np.uint8))
+        labels.append(lab)
+    clicks: dict[int, tuple[float, float]] = {}
+    boxes: dict[int, tuple[float, float, float, float]] = {}
+    for oid in prompted:
+        mask = labels[0] == oid
+        clicks[oid] = interior_point(mask)
+        ys, xs = np.nonzero(mask)
+        boxes[oid] = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+    return SampleClip(frames, labels, clicks, boxes, sprites=list(sprites), seed=seed)
+
+
+def _starts_outside(sprite: Sprite, height: int, width: int) -> bool:
+    cx, cy, _, _ = sprite.path.pose(0.0)
+    return not (0 <= cx < width and 0 <= cy < height)
+
+
+@dataclass
+class ObjectTimeline:
+    """Per-frame facts about one object of a clip (arrays of length T).
+
+    ``visible``: its pixels in the label image; ``in_frame``: its pixels inside the frame if
+    nothing occluded it; ``full``: its whole area (inside the frame or not).
+    """
+
+    visible: np.ndarray
+    in_frame: np.ndarray
+    full: np.ndarray
+
+    @property
+    def occluded_fraction(self) -> np.ndarray:
+        """Share of its in-frame area hidden by other objects (0 where it is out of frame)."""
+        return np.where(self.in_frame > 0, 1.0 - self.visible / np.maximum(self.in_frame, 1), 0.0)
+
+    @property
+    def in_frame_fraction(self) -> np.ndarray:
+        return self.in_frame / np.maximum(self.full, 1)
+
+    def occlusion_ends(self, threshold: float = 0.5) -> list[int]:
+        """Frames where an occlusion episode (>= ``threshold`` hidden) has just ended."""
+        occluded = (self.occluded_fraction >= threshold) & (self.in_frame_fraction > 0.2)
+        return [t for t in range(1, len(occluded)) if occluded[t - 1] and not occluded[t]]
+
+    def reentries(self, gone: float = 0.02, back: float = 0.5) -> list[int]:
+        """Frames where the object is back in the frame (>= ``back`` of it) after having been
+        (almost) entirely outside it (< ``gone``)."""
+        frac = self.in_frame_fraction
+        out, events = False, []
+        for t, f in enumerate(frac):
+            if f < gone:
+                out = True
+            elif out and f >= back:
+                events.append(t)
+                out = False
+        return events
+
+
+def object_timeline(clip: SampleClip, object_id: int) -> ObjectTimeline:
+    """Visibility facts of ``object_id`` on every frame of ``clip`` (needs its sprites)."""
+    sprite = next((s for s in clip.sprites if s.object_id == object_id), None)
+    if sprite is None:
+        raise ValueError(f"clip has no sprite with id {object_id}")
+    height, width = clip.size
+    scratch = np.zeros((height, width, 3), dtype=np.float32)
+    visible, in_frame, full = [], [], []
+    base = float(sprite.alpha.sum())
+    for t, lab in enumerate(clip.labels):
+        alone = np.zeros((height, width), dtype=np.uint8)
+        sprite.render(scratch, alone, float(t))
+        _, _, _, scale = sprite.path.pose(float(t))
+        visible.append(int((lab == object_id).sum()))
+        in_frame.append(int((alone == object_id).sum()))
+        full.append(base * scale * scale)
+    return ObjectTimeline(
+        np.asarray(visible, dtype=np.float64),
+        np.asarray(in_frame, dtype=np.float64),
+        np.asarray(full, dtype=np.float64),
+    )

@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for the report")
     p.add_argument("--overlay-video", action="store_true", help="also write videos/<seq>.mp4")
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"))
+    p.add_argument(
+        "--backend",
+        default="eager",
+        choices=("eager", "torchscript"),
+        help="runtime of the model steps (torchscript: traced at start-up)",
+    )
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     p.add_argument("--max-frames", type=int, help="only the first N frames of each sequence")
     p.add_argument("--max-objects", type=int, default=255, help="tracker capacity (default 255)")
     p.add_argument("--unseen", help="file of unseen '<seq>' or '<seq>/<id>' lines: adds G")
@@ -115,7 +122,10 @@ def read_unseen(path: Path, sequences: Sequence[VOSSequence]) -> set[tuple[str, 
     return out
 
 
-def _load_tracker(checkpoint: str, device: str, max_objects: int) -> tuple[Any, str]:
+def _load_tracker(
+    checkpoint: str, device: str, max_objects: int, backend: str = "eager", precision: str = "fp32"
+) -> tuple[Any, str]:
+    from edgetam_core.backends import create_backend
     from edgetam_core.checkpoint import build_default_model
     from edgetam_core.cli.track import check_device, load_model
     from edgetam_core.tracker import Tracker
@@ -127,7 +137,8 @@ def _load_tracker(checkpoint: str, device: str, max_objects: int) -> tuple[Any, 
         if not Path(checkpoint).is_file():
             raise CheckpointError(f"checkpoint not found: {checkpoint}")
         model, desc = load_model(checkpoint, device), str(checkpoint)
-    return Tracker(model, max_objects=max_objects), desc
+    runtime = create_backend(backend, model, precision=precision)
+    return Tracker(runtime, max_objects=max_objects), desc
 
 
 def backend_name(tracker: Any) -> str:
@@ -198,7 +209,9 @@ def run(args: argparse.Namespace) -> EvalResult:
             scores.append(_score(seq, preds, skip, str(args.predictions)))
         timing = ""
     else:
-        tracker, ckpt_desc = _load_tracker(args.checkpoint, args.device, args.max_objects)
+        tracker, ckpt_desc = _load_tracker(
+            args.checkpoint, args.device, args.max_objects, args.backend, args.precision
+        )
         backend = backend_name(tracker)
         total = sum(s.num_frames * (1 + args.corrections) for s in sequences)
         bar = tqdm(
