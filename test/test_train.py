@@ -1,0 +1,395 @@
+"""Training pipeline (edgetam_core.train) on a 64 px model: losses, prompts, data readers, the
+training forward against the real Tracker, learning, resume, distillation, outputs that track."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edgetam_core.checkpoint import build_default_model, load_checkpoint, save_checkpoint
+from edgetam_core.config import EdgeTAMConfig
+from edgetam_core.io import write_label_png
+from edgetam_core.model.edgetam import EdgeTAM
+from edgetam_core.synthetic import make_world_clip
+from edgetam_core.tracker import Tracker
+from edgetam_core.train.config import ConfigError, TrainConfig, build, load_train_config
+from edgetam_core.train.data import (
+    ImageFolderSource,
+    SyntheticVideoSource,
+    VideoFolderSource,
+    make_batch,
+    mask_to_rle,
+    rle_decode_string,
+    rle_encode_string,
+    rle_to_mask,
+)
+from edgetam_core.train.forward import FramePrompt, run_clip
+from edgetam_core.train.losses import LossWeights, dice_loss, focal_loss, mask_iou, segment_loss
+from edgetam_core.train.prompts import sample_boxes, sample_clicks, sample_correction
+from edgetam_core.train.trainer import Trainer, step_generators
+from edgetam_core.types import Prompt
+
+REPO = Path(__file__).resolve().parents[1]
+
+SMALL = {
+    "image_size": 64,
+    "backbone_channels": [16, 32, 64, 128],
+    "trunk_depth": [1, 1, 1, 1],
+    "hidden_dim": 64,
+    "mem_dim": 32,
+    "num_latents": 4,
+    "num_latents_2d": 4,
+    "perceiver_dim_head": 32,
+    "memory_attention_ffn_dim": 128,
+    "mask_decoder_mlp_dim": 128,
+    "iou_head_hidden_dim": 64,
+}
+
+
+def small_config(**changes: Any) -> EdgeTAMConfig:
+    values = EdgeTAMConfig().to_dict()
+    values.update(SMALL)
+    values.update(changes)
+    return EdgeTAMConfig.from_dict(values)
+
+
+def train_config(out: Path, **top: Any) -> TrainConfig:
+    raw: dict[str, Any] = {
+        "seed": 3,
+        "threads": 1,
+        "out_dir": str(out),
+        "checkpoint_every_s": 1e9,
+        "model": {"overrides": dict(SMALL)},
+        "eval": {"num_clips": 0},
+        "stages": [
+            {
+                "name": "img",
+                "kind": "image",
+                "steps": 2,
+                "batch_size": 2,
+                "warmup_steps": 1,
+                "prompts": {"corrections": [1, 1]},
+                "data": [{"kind": "synthetic_image"}],
+            },
+            {
+                "name": "vid",
+                "steps": 2,
+                "batch_size": 2,
+                "clip_length": 3,
+                "warmup_steps": 1,
+                "prompts": {"p_extra_frame": 1.0},
+            },
+        ],
+    }
+    raw.update(top)
+    cfg: TrainConfig = build(TrainConfig, raw)
+    return cfg
+
+
+# Losses ------------------------------------------------------------------------------------------
+def test_mask_losses() -> None:
+    target = torch.zeros(1, 8, 8)
+    target[0, 2:6, 2:6] = 1
+    perfect = target * 40 - 20
+    assert float(dice_loss(perfect, target)) < 1e-3
+    assert float(focal_loss(perfect, target)) < 1e-6
+    assert float(dice_loss(-perfect, target)) > 0.9
+    assert float(mask_iou(perfect, target)) == 1.0
+    assert float(mask_iou(-torch.ones(1, 4, 4) * 5, torch.zeros(1, 4, 4))) == 1.0  # both empty
+
+
+def test_segment_loss_takes_best_candidate_and_skips_absent_objects() -> None:
+    target = torch.zeros(2, 8, 8)
+    target[0, :4] = 1  # object 0 present, object 1 absent
+    good = target[0] * 40 - 20
+    masks = torch.stack([torch.stack([-good, good]), torch.stack([good, good])])  # (2, 2, 8, 8)
+    ious = torch.tensor([[0.0, 1.0], [0.5, 0.5]])
+    score = torch.tensor([10.0, -10.0])
+    out = segment_loss(masks, ious, score, target, LossWeights())
+    assert float(out.dice) < 1e-3 and float(out.iou) < 0.51  # candidate 1 is the right one
+    assert float(out.occlusion) < 1e-3 and float(out.mean_iou) == 1.0
+    absent_only = segment_loss(masks[1:], ious[1:], score[1:], target[1:], LossWeights())
+    assert float(absent_only.dice) == 0.0 and float(absent_only.total) < 1e-3
+    # Optionally the other candidates are pulled onto the object too.
+    spread = segment_loss(masks, ious, score, target, LossWeights(other_candidates=0.5))
+    assert float(spread.dice) == pytest.approx(0.5 * float(dice_loss(-good, target[0])), abs=1e-3)
+
+
+# Prompts -----------------------------------------------------------------------------------------
+def test_prompt_sampling() -> None:
+    gen = torch.Generator().manual_seed(0)
+    masks = torch.zeros(3, 32, 32, dtype=torch.bool)
+    masks[0, 4:10, 5:20] = True
+    masks[1, 20:30, 20:30] = True  # masks[2] is empty
+    coords, labels = sample_clicks(masks, 4, gen)
+    for o in range(2):
+        xi, yi = coords[o, :, 0].long(), coords[o, :, 1].long()
+        assert masks[o, yi, xi].all() and (labels[o] == 1).all()
+    assert (labels[2] == -1).all()
+    corners, corner_labels = sample_boxes(masks[:2], gen, noise=0.0)
+    assert corners[0].tolist() == [[5.0, 4.0], [20.0, 10.0]] and corner_labels[0].tolist() == [2, 3]
+    pred = masks.clone()
+    pred[0, 4:10, 15:20] = False  # a false negative region
+    pred[1, 0:3, 0:3] = True  # a false positive region
+    c, lab = sample_correction(pred, masks, gen)
+    assert lab[:, 0].tolist() == [1, 0, -1]
+    assert 15 <= c[0, 0, 0] < 20 and c[1, 0, 0] < 3 and c[1, 0, 1] < 3
+
+
+# Data --------------------------------------------------------------------------------------------
+def test_rle_strings() -> None:
+    assert rle_decode_string("054") == [0, 5, 4]
+    assert rle_decode_string("T3") == [100]
+    assert rle_encode_string([100]) == "T3"
+    runs = [10, 20, 10, 15, 3, 1000, 2]  # later runs are stored as differences, some negative
+    assert rle_decode_string(rle_encode_string(runs)) == runs
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        mask = rng.random((13, 17)) > 0.6
+        np.testing.assert_array_equal(rle_to_mask(mask_to_rle(mask)), mask)
+    mask = np.zeros((3, 2), dtype=bool)
+    mask[1:, 0] = True  # column-major: runs 1 off, 2 on, 3 off
+    assert rle_to_mask({"size": [3, 2], "counts": [1, 2, 3]}).tolist() == mask.tolist()
+
+
+def _write_image(path: Path, size: tuple[int, int], seed: int) -> np.ndarray:
+    img = np.random.default_rng(seed).integers(0, 255, (*size, 3), dtype=np.uint8)
+    Image.fromarray(img).save(path)
+    return img
+
+
+def test_image_folder_readers(tmp_path: Path) -> None:
+    sa1b = tmp_path / "sa1b"
+    sa1b.mkdir()
+    _write_image(sa1b / "sa_1.jpg", (40, 50), 0)
+    m1 = np.zeros((40, 50), dtype=bool)
+    m1[5:20, 5:30] = True
+    anns = [
+        {"segmentation": mask_to_rle(m1)},
+        {"segmentation": [[30, 25, 45, 25, 45, 38, 30, 38]]},  # a polygon
+    ]
+    (sa1b / "sa_1.json").write_text(json.dumps({"annotations": anns}))
+    src = ImageFolderSource(str(sa1b), augment=None)
+    sample = src.sample(np.random.default_rng(0), 1, 32)
+    assert sample is not None and sample.frames.shape == (1, 32, 32, 3)
+    assert sample.object_ids == [1, 2] and set(np.unique(sample.labels)) == {0, 1, 2}
+
+    folders = tmp_path / "pngs"
+    (folders / "images").mkdir(parents=True)
+    (folders / "masks").mkdir()
+    _write_image(folders / "images" / "a.png", (30, 30), 1)
+    lab = np.zeros((30, 30), dtype=np.uint8)
+    lab[3:12, 3:12] = 4
+    write_label_png(folders / "masks" / "a.png", lab)
+    sample = ImageFolderSource(str(folders), augment=None).sample(np.random.default_rng(0), 1, 30)
+    assert sample is not None and sample.object_ids == [4]
+
+
+def test_video_folder_reader(tmp_path: Path) -> None:
+    root = tmp_path / "davis"
+    (root / "JPEGImages" / "v").mkdir(parents=True)
+    (root / "Annotations" / "v").mkdir(parents=True)
+    for k in range(4):
+        _write_image(root / "JPEGImages" / "v" / f"{k:05d}.jpg", (24, 32), k)
+        lab = np.zeros((24, 32), dtype=np.uint8)
+        lab[4 + k : 12 + k, 4:14] = 1
+        lab[14:20, 20:28] = 2
+        if k != 2:  # frame 2 is not annotated: skipped
+            write_label_png(root / "Annotations" / "v" / f"{k:05d}.png", lab)
+    src = VideoFolderSource(str(root), augment=None, max_stride=1)
+    assert len(src.videos[0]) == 3
+    sample = src.sample(np.random.default_rng(1), 5, 32)  # longer than the video: ping-pong
+    assert sample is not None and sample.frames.shape == (5, 32, 32, 3)
+    assert sample.object_ids == [1, 2]
+
+
+def test_synthetic_batches_are_deterministic() -> None:
+    src = SyntheticVideoSource()
+    a = src.sample(np.random.default_rng(5), 3, 48)
+    b = src.sample(np.random.default_rng(5), 3, 48)
+    assert a is not None and b is not None
+    np.testing.assert_array_equal(a.frames, b.frames)
+    batch = make_batch([a, b], max_objects=2, rng=np.random.default_rng(0))
+    assert batch.frames.shape == (3, 2, 3, 48, 48)
+    assert batch.masks.shape[1] == batch.obj_clip.shape[0] <= 4
+    assert batch.masks[0].flatten(1).any(dim=1).all()  # every object visible on frame 0
+
+
+def test_config_files_parse() -> None:
+    cfg = load_train_config(REPO / "config" / "train" / "demo.yaml")
+    assert [s.kind for s in cfg.stages][:2] == ["image", "video"]
+    assert cfg.model.build_config().image_size == 128
+    with pytest.raises(ConfigError, match="unknown keys"):
+        build(TrainConfig, {"stages": [{"name": "a", "stepz": 3}]})
+    with pytest.raises(ConfigError, match="unknown EdgeTAMConfig"):
+        build(TrainConfig, {"model": {"overrides": {"widht": 3}}, "stages": [{"name": "a"}]})
+
+
+# The training forward mirrors the tracker ---------------------------------------------------------
+def test_training_forward_matches_tracker() -> None:
+    config = small_config(fill_hole_area=0)  # the training forward does no hole filling
+    model = build_default_model(config=config, seed=1)
+    clip = make_world_clip(5, 64, 64, seed=11)
+    oids = clip.object_ids
+    tracker = Tracker(model, max_objects=4, memory_dtype=torch.float32)
+    expected = []
+    for k, frame in enumerate(clip.frames):
+        prompts = (
+            [Prompt.from_clicks(o, [list(clip.clicks[o])], [1]) for o in oids] if k == 0 else []
+        )
+        result = tracker.step(frame, prompts)
+        expected.append(np.stack([result.objects[o].low_res_logits for o in oids]))
+    frames = torch.from_numpy(np.stack(clip.frames)).permute(0, 3, 1, 2).float()[:, None] / 255
+    coords = torch.tensor([[clip.clicks[o]] for o in oids], dtype=torch.float32)
+    labels = torch.ones(len(oids), 1, dtype=torch.int32)
+    with torch.no_grad():
+        out = run_clip(
+            model.eval(),
+            model.normalize(frames),
+            torch.zeros(len(oids), dtype=torch.long),
+            {0: FramePrompt(coords, labels)},
+        )
+    assert np.std(expected[-1]) > 1e-3  # not a constant (object judged absent) output
+    for k, logits in enumerate(out.frame_logits):
+        np.testing.assert_allclose(logits[:, 0].numpy(), expected[k], atol=2e-3, rtol=1e-3)
+
+
+# Training ----------------------------------------------------------------------------------------
+def test_training_steps_reduce_the_loss_on_a_fixed_batch(tmp_path: Path) -> None:
+    cfg = train_config(tmp_path)
+    trainer = Trainer(cfg, progress=False)
+    stage = cfg.stages[1]
+    rng, gen = step_generators(0, 1, 0)
+    samples = [SyntheticVideoSource().sample(rng, 3, 64) for _ in range(2)]
+    batch = make_batch([s for s in samples if s is not None], 2, rng)
+    prompts = {0: _click_prompt(batch.masks, gen)}
+    model = trainer.model
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(12):
+        out = run_clip(model, model.normalize(batch.frames), batch.obj_clip, prompts)
+        _, loss = trainer._losses(stage, out, batch.masks.float())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+
+
+def _click_prompt(masks: torch.Tensor, gen: torch.Generator) -> FramePrompt:
+    coords, labels = sample_clicks(masks[0], 1, gen)
+    return FramePrompt(coords, labels)
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
+    full = Trainer(train_config(tmp_path / "full"), progress=False)
+    full.run()
+    first = Trainer(train_config(tmp_path / "split"), progress=False, max_steps=3)
+    first.run()  # stops inside the video stage
+    assert (first.stage_index, first.step) == (1, 1)
+    second = Trainer(
+        train_config(tmp_path / "split"), resume=tmp_path / "split" / "state.pt", progress=False
+    )
+    second.run()
+    for (name, a), b in zip(
+        full.model.state_dict().items(), second.model.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(a, b, msg=name)
+    # The log continues where it stopped: the same losses as the uninterrupted run.
+    assert _losses_logged(tmp_path / "split") == _losses_logged(tmp_path / "full")
+    # The exported model loads strictly with its config and tracks.
+    model = load_checkpoint(tmp_path / "split" / "model.pt")
+    assert model.config == small_config()
+    clip = make_world_clip(3, 48, 64, seed=2)
+    tracker = Tracker(model)
+    result = tracker.step(clip.frames[0], [clip.click_prompt(clip.object_ids[0])])
+    result = tracker.step(clip.frames[1])
+    assert result.objects[clip.object_ids[0]].logits.shape == (48, 64)
+    assert (tmp_path / "split" / "losses.png").exists()
+    assert (tmp_path / "split" / "stage_img.pt").exists()
+
+
+def _losses_logged(run: Path) -> list[list[str]]:
+    rows = (run / "losses.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    keep = [i for i, name in enumerate(header) if "seconds" not in name]
+    return [[r.split(",")[i] for i in keep] for r in rows]
+
+
+def test_distillation_from_a_wider_teacher(tmp_path: Path) -> None:
+    teacher = EdgeTAM(small_config(image_size=96, hidden_dim=128, mem_dim=32))
+    save_checkpoint(teacher, tmp_path / "teacher.pt")
+    stages = [
+        {
+            "name": "img",
+            "kind": "image",
+            "steps": 1,
+            "batch_size": 2,
+            "losses": {"image_distill": 1.0},
+            "data": [{"kind": "synthetic_image"}],
+        },
+        {
+            "name": "vid",
+            "steps": 1,
+            "batch_size": 1,
+            "clip_length": 3,
+            "losses": {"image_distill": 0.5, "memory_distill": 0.5},
+            "prompts": {"p_click": 1.0, "p_box": 0.0, "p_mask": 0.0, "corrections": [1, 1]},
+            "freeze": ["image_encoder.trunk"],
+        },
+    ]
+    cfg = train_config(
+        tmp_path / "run", teacher={"checkpoint": str(tmp_path / "teacher.pt")}, stages=stages
+    )
+    trainer = Trainer(cfg, progress=False)
+    trainer.run()
+    rows = (tmp_path / "run" / "losses.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    img = [float(r.split(",")[header.index("image_distill")]) for r in rows[1:]]
+    mem = [float(r.split(",")[header.index("memory_distill")]) for r in rows[1:]]
+    assert all(v > 0 for v in img) and mem[-1] > 0 and mem[0] == 0
+    assert isinstance(trainer.heads["image"], torch.nn.Conv2d)  # 64 -> 128 channels
+    # The trunk was frozen in the video stage (weights and BatchNorm statistics).
+    after_image = torch.load(tmp_path / "run" / "stage_img.pt", weights_only=True)["model"]
+    final = trainer.model.state_dict()
+    for key, value in after_image.items():
+        if key.startswith("image_encoder.trunk."):
+            torch.testing.assert_close(final[key], value, msg=key)
+        elif key == "memory_attention.norm.weight":
+            assert not torch.equal(final[key], value)  # the rest did train
+
+
+def test_rosbag_source(tmp_path: Path) -> None:
+    pytest.importorskip("rosbags")
+    from edgetam_core.train.data import RosbagSource
+    from edgetam_ros.bag.from_frames import frames_to_bag
+
+    clip = make_world_clip(4, 40, 48, seed=4)
+    truth = {k: clip.labels[k] for k in (0, 1, 3)}  # frame 2 has no label image: skipped
+    frames_to_bag(clip.frames, tmp_path / "bag", num_frames=4, ground_truth=truth)
+    src = RosbagSource(str(tmp_path / "bag"), augment=None, max_stride=1)
+    assert len(src) == 3
+    np.testing.assert_array_equal(src.labels[2], clip.labels[3])
+    sample = src.sample(np.random.default_rng(0), 2, 32)
+    assert sample is not None and sample.frames.shape == (2, 32, 32, 3)
+    assert sample.object_ids and set(sample.object_ids) <= set(np.unique(sample.labels[0]).tolist())
+
+
+def test_release_checkpoint_is_half_size_and_loads(tmp_path: Path) -> None:
+    from edgetam_core.train.release import write_release_checkpoint
+
+    model = build_default_model(config=small_config())
+    full = save_checkpoint(model, tmp_path / "full.pt")
+    half = write_release_checkpoint(full, tmp_path / "half.pt")
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    loaded = load_checkpoint(half)
+    assert loaded.config == model.config
+    for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert b.dtype == a.dtype, k
+        torch.testing.assert_close(b, a, atol=1e-2, rtol=1e-3, msg=k)
