@@ -60,7 +60,6 @@ def prompts_file(tmp_path: Path, clip: SampleClip) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("edgetam_core.tracker")
     from edgetam_core.checkpoint import build_default_model, save_checkpoint
     from edgetam_core.config import tiny_config
 
@@ -321,8 +320,6 @@ def test_main_input_errors_exit_2_with_one_line(
     elif case == "too-many":
         entries = [{"object_id": i, "points": [[5, 5]]} for i in (1, 2, 3)]
         _write_json(prompts, {"prompts": entries})
-    elif case == "unloadable":
-        pytest.importorskip("edgetam_core.checkpoint")
     rc = track.main(_args(ckpt, source, prompts, tmp_path / "out", *extra))
     assert rc == 2
     line = _error_line(capsys)
@@ -410,7 +407,7 @@ def test_end_to_end_tiny_model(
 def test_end_to_end_video_input(
     tmp_path: Path, clip: SampleClip, prompts_file: Path, tiny_checkpoint: Path
 ) -> None:
-    cv2 = pytest.importorskip("cv2")
+    import cv2
     video = tmp_path / "clip.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (W, H))
     for f in clip.frames:

@@ -148,7 +148,7 @@ def test_input_errors(tmp_path: Path) -> None:
 
 # Videos ---------------------------------------------------------------------------------------
 def _write_video(path: Path, frames: list[np.ndarray]) -> None:
-    cv2 = pytest.importorskip("cv2")
+    import cv2
     h, w = frames[0].shape[:2]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (w, h))
     assert writer.isOpened(), "OpenCV cannot write MJPG/AVI here"

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import sam2.modeling.position_encoding as sam2_pe
 import torch
 
 from edgetam_core.model.position_encoding import PositionEmbeddingRandom, PositionEmbeddingSine
-
-sam2_pe = pytest.importorskip("sam2.modeling.position_encoding")
 
 
 def rel_err(actual: torch.Tensor, expected: torch.Tensor) -> float:

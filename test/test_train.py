@@ -366,7 +366,6 @@ def test_distillation_from_a_wider_teacher(tmp_path: Path) -> None:
 
 
 def test_rosbag_source(tmp_path: Path) -> None:
-    pytest.importorskip("rosbags")
     from edgetam_core.train.data import RosbagSource
     from edgetam_ros.bag.from_frames import frames_to_bag
 
