@@ -72,8 +72,11 @@ class Ros:
         self.tracks = self.node.create_publisher(TrackedObjectArray, "bench/tracks", 5)
         self.overlay = self.node.create_publisher(Image, "bench/overlay", 5)
         self.received = 0
-        for topic, kind in (("bench/masks", Image), ("bench/overlay", Image),
-                            ("bench/tracks", TrackedObjectArray)):
+        for topic, kind in (
+            ("bench/masks", Image),
+            ("bench/overlay", Image),
+            ("bench/tracks", TrackedObjectArray),
+        ):
             self.node.create_subscription(kind, topic, self._count, 5)
 
     def _count(self, _msg: Any) -> None:

@@ -199,6 +199,8 @@ class SampleClip:
     ]  # object id -> tight (x0, y0, x1, y1), frame 0
     sprites: list[Sprite] = field(default_factory=list)
     seed: int = 0
+    # World time of each frame (None: frame k is time k); set for windows of a longer world.
+    times: list[float] | None = None
 
     @property
     def object_ids(self) -> list[int]:
@@ -518,8 +520,13 @@ def make_world_clip(
     width: int = 128,
     seed: int = 0,
     spec: WorldSpec | None = None,
+    times: Sequence[float] | None = None,
 ) -> SampleClip:
     """A clip of the richer synthetic world, deterministic in ``seed``.
+
+    The world's motions are laid out over ``num_frames`` frames; ``times`` renders only
+    those instants of it instead (e.g. a short training window of a 24-frame world, so that
+    short clips move at the speed of long ones). Frame 0 of the clip is ``times[0]``.
 
     1-3 textured objects (ids 1..n, all visible on frame 0, so they can be prompted there)
     move, rotate and scale over a textured, cluttered background; some leave the frame and
@@ -530,10 +537,13 @@ def make_world_clip(
     spec = spec or WorldSpec()
     if num_frames < 1 or height < 32 or width < 32:
         raise ValueError("need num_frames >= 1 and a frame of at least 32x32 pixels")
+    if times is not None and len(times) == 0:
+        raise ValueError("times must name at least one frame")
+    when = [float(t) for t in times] if times is not None else None
     for attempt in range(50):
         rng = np.random.default_rng([seed, 3, attempt])
         sprites = _world_sprites(rng, num_frames, height, width, spec)
-        clip = _render_world(sprites, num_frames, height, width, seed, spec, rng)
+        clip = _render_world(sprites, num_frames, height, width, seed, spec, rng, when)
         if clip is not None:
             return clip
     raise RuntimeError(f"could not make a clip with every object visible on frame 0 (seed {seed})")
@@ -574,7 +584,9 @@ def _render_world(
     seed: int,
     spec: WorldSpec,
     rng: np.random.Generator,
+    times: list[float] | None = None,
 ) -> SampleClip | None:
+    frame_times = times if times is not None else [float(t) for t in range(num_frames)]
     background = make_background(rng, height, width)
     clutter = int(rng.integers(spec.clutter[0], spec.clutter[1] + 1))
     background = add_clutter(rng, background, clutter, (0.1, 0.3))
@@ -582,21 +594,21 @@ def _render_world(
     first = np.zeros((height, width), dtype=np.uint8)
     scratch = np.zeros((height, width, 3), dtype=np.float32)
     for sprite in sprites:
-        sprite.render(scratch, first, 0.0)
-    late_ids = {s.object_id for s in sprites if _starts_outside(s, height, width)}
+        sprite.render(scratch, first, frame_times[0])
+    late_ids = {s.object_id for s in sprites if _outside(s, height, width, frame_times[0])}
     prompted = [oid for oid in tracked if oid not in late_ids]
     min_area = max(12, int(0.004 * height * width))
     if not prompted or any(int((first == oid).sum()) < min_area for oid in prompted):
         return None
     frames: list[np.ndarray] = []
     labels: list[np.ndarray] = []
-    for t in range(num_frames):
+    for t in frame_times:
         canvas = background.copy()
         lab = np.zeros((height, width), dtype=np.uint8)
         for sprite in sprites:
-            sprite.render(canvas, lab, float(t))
+            sprite.render(canvas, lab, t)
         if spec.noise_std > 0:
-            frame_rng = np.random.default_rng([seed, 2, t])
+            frame_rng = np.random.default_rng([seed, 2, int(round(t))])
             canvas += spec.noise_std * frame_rng.standard_normal(canvas.shape, dtype=np.float32)
         frames.append(np.clip(canvas + 0.5, 0, 255).astype(np.uint8))
         labels.append(lab)
@@ -607,11 +619,13 @@ def _render_world(
         clicks[oid] = interior_point(mask)
         ys, xs = np.nonzero(mask)
         boxes[oid] = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
-    return SampleClip(frames, labels, clicks, boxes, sprites=list(sprites), seed=seed)
+    return SampleClip(
+        frames, labels, clicks, boxes, sprites=list(sprites), seed=seed, times=times
+    )
 
 
-def _starts_outside(sprite: Sprite, height: int, width: int) -> bool:
-    cx, cy, _, _ = sprite.path.pose(0.0)
+def _outside(sprite: Sprite, height: int, width: int, t: float) -> bool:
+    cx, cy, _, _ = sprite.path.pose(t)
     return not (0 <= cx < width and 0 <= cy < height)
 
 
@@ -664,7 +678,8 @@ def object_timeline(clip: SampleClip, object_id: int) -> ObjectTimeline:
     scratch = np.zeros((height, width, 3), dtype=np.float32)
     visible, in_frame, full = [], [], []
     base = float(sprite.alpha.sum())
-    for t, lab in enumerate(clip.labels):
+    times = clip.times if clip.times is not None else range(len(clip.labels))
+    for t, lab in zip(times, clip.labels, strict=True):
         alone = np.zeros((height, width), dtype=np.uint8)
         sprite.render(scratch, alone, float(t))
         _, _, _, scale = sprite.path.pose(float(t))

@@ -81,3 +81,61 @@ def test_fuse_preserves_outputs(
         assert rel_err(fused, unfused) <= 1e-5
     assert len(encodings) == 3
     assert model.fuse() is model  # idempotent
+
+
+def test_fused_model_folds_the_fine_laterals_into_the_high_res_projections() -> None:
+    from edgetam_core.config import tiny_config
+    from edgetam_core.model.edgetam import EdgeTAM
+    from edgetam_core.model.image_encoder import PixelMLP
+
+    torch.manual_seed(0)
+    plain = EdgeTAM(tiny_config()).eval()
+    _randomize_batchnorm(plain, seed=2)
+    fused = copy.deepcopy(plain).fuse()
+    assert fused.image_encoder.neck.passthrough == frozenset({0, 1})
+    assert any(isinstance(m, PixelMLP) for m in fused.modules())
+    size = plain.config.image_size
+    images = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        a, b = plain.encode_image(images), fused.encode_image(images)
+    for x, y in zip([*a.high_res, a.top, a.top_pos], [*b.high_res, b.top, b.top_pos], strict=True):
+        assert x.shape == y.shape
+        assert rel_err(y, x) <= 1e-5
+    assert fused.fuse() is fused  # idempotent: nothing folded twice
+    assert fused.image_encoder.neck.passthrough == frozenset({0, 1})
+
+
+def test_fold_lateral_refuses_levels_of_the_top_down_path() -> None:
+    encoder = ImageEncoder(EdgeTAMConfig())
+    consumer = nn.Conv2d(256, 32, kernel_size=1)
+    with pytest.raises(ValueError, match="top-down"):
+        encoder.neck.fold_lateral(2, consumer)  # receives the stride-32 map
+    with pytest.raises(ValueError, match="1x1"):
+        encoder.neck.fold_lateral(0, nn.Conv2d(256, 32, kernel_size=3, padding=1))
+    assert encoder.neck.passthrough == frozenset()
+
+
+def test_token_mlp_in_slices_equals_the_plain_mlp(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.nn.functional as F
+
+    from edgetam_core.model import common
+
+    torch.manual_seed(0)
+    first, second = nn.Linear(8, 32), nn.Linear(32, 8)
+    x = torch.randn(3, 50, 8)
+    expected = second(F.gelu(first(x))).detach()
+    calls: list[int] = []
+    counting_first = nn.Linear(8, 32)
+    counting_first.load_state_dict(first.state_dict())
+    counting_first.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[1]))
+    monkeypatch.setattr(common, "MLP_CHUNK_ELEMENTS", 32 * 16)  # 16 tokens per slice
+    with torch.no_grad():
+        sliced = common.token_mlp(x, counting_first, F.gelu, second)
+    assert calls == [16, 16, 16, 2]
+    torch.testing.assert_close(sliced, expected, rtol=0, atol=1e-6)
+    calls.clear()
+    with torch.enable_grad():  # training: one plain pass, gradients flow
+        out = common.token_mlp(x, counting_first, F.gelu, second)
+        out.sum().backward()
+    assert calls == [50]
+    assert counting_first.weight.grad is not None

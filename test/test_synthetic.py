@@ -116,3 +116,35 @@ def test_write_frames_and_labels_round_trip(tmp_path: Path, clip: SampleClip) ->
     np.testing.assert_array_equal(read_label_png(labels[1]), clip.labels[1])
     with pytest.raises(ValueError):
         write_frames(tmp_path / "x", clip.frames[:1], ext="gif")
+
+
+def test_a_window_of_a_longer_world_renders_those_instants() -> None:
+    from edgetam_core.synthetic import make_world_clip, object_timeline
+
+    whole = make_world_clip(24, 64, 80, seed=11)
+    same = make_world_clip(24, 64, 80, seed=11, times=[float(t) for t in range(24)])
+    for a, b in zip(whole.frames + whole.labels, same.frames + same.labels, strict=True):
+        np.testing.assert_array_equal(a, b)
+    paths = [s.path for s in whole.sprites]
+    checked = 0
+    for start in (0, 5, 9, 13):
+        times = [float(start + 2 * i) for i in range(4)]
+        try:
+            window = make_world_clip(24, 64, 80, seed=11, times=times)
+        except RuntimeError:  # no layout with every object visible enough at that start
+            continue
+        assert window.times == times and len(window.frames) == 4
+        if [s.path for s in window.sprites] != paths:
+            continue  # another layout of the same seed (frame `start` failed the first one)
+        checked += 1
+        for i, t in enumerate(times):
+            np.testing.assert_array_equal(window.labels[i], whole.labels[int(t)])
+            np.testing.assert_array_equal(window.frames[i], whole.frames[int(t)])
+        for oid in window.object_ids:  # timelines follow the window's times
+            np.testing.assert_array_equal(
+                object_timeline(window, oid).visible,
+                object_timeline(whole, oid).visible[[int(t) for t in times]],
+            )
+    assert checked >= 1  # start 0 always shares the whole clip's layout
+    with pytest.raises(ValueError, match="times"):
+        make_world_clip(24, 64, 80, seed=11, times=[])

@@ -278,7 +278,7 @@ def test_training_steps_reduce_the_loss_on_a_fixed_batch(tmp_path: Path) -> None
         opt.zero_grad()
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
 
 
@@ -392,3 +392,31 @@ def test_release_checkpoint_is_half_size_and_loads(tmp_path: Path) -> None:
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
         assert b.dtype == a.dtype, k
         torch.testing.assert_close(b, a, atol=1e-2, rtol=1e-3, msg=k)
+
+
+def test_calibrate_memory_encoder_balances_the_two_branches() -> None:
+    from edgetam_core.train.trainer import calibrate_memory_encoder
+
+    model = EdgeTAM(small_config()).eval()
+    images = torch.randn(2, 3, 64, 64)
+    masks = torch.zeros(2, 64, 64, dtype=torch.bool)
+    masks[:, 10:30, 12:40] = True
+    factor = calibrate_memory_encoder(model, images, masks)
+    assert factor > 0
+    enc = model.memory_encoder
+    with torch.no_grad():
+        top = model.encode_image(images).top
+        image_part = enc.pix_feat_proj(top).norm(dim=1).mean()
+        mask_part = enc.mask_downsampler(masks[:, None].float() * 20 - 10).norm(dim=1).mean()
+    assert float(mask_part / image_part) == pytest.approx(1.0, rel=1e-3)
+
+
+def test_synthetic_windows_of_long_worlds() -> None:
+    src = SyntheticVideoSource(world_frames=24, max_stride=2, augment=None)
+    rng = np.random.default_rng(3)
+    samples = [src.sample(rng, 4, 48) for _ in range(6)]
+    got = [s for s in samples if s is not None]
+    assert got, "every window was rejected"
+    for s in got:
+        assert s.frames.shape == (4, 48, 48, 3)
+        assert all((s.labels[0] == oid).any() for oid in s.object_ids)

@@ -112,8 +112,10 @@ def _read_annotation(annotation: Annotation) -> np.ndarray:
         if out is None:
             out = np.zeros(mask.shape, dtype=np.uint8)
         elif mask.shape != out.shape:
-            raise InputError(f"{path} is {mask.shape[1]}x{mask.shape[0]}, other objects' masks "
-                             f"are {out.shape[1]}x{out.shape[0]}")
+            raise InputError(
+                f"{path} is {mask.shape[1]}x{mask.shape[0]}, other objects' masks "
+                f"are {out.shape[1]}x{out.shape[0]}"
+            )
         out[mask] = oid
     assert out is not None
     return out

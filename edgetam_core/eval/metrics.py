@@ -163,8 +163,10 @@ class Stats:
     decay: float
 
     def as_dict(self) -> dict[str, float | None]:
-        return {k: _none_if_nan(v) for k, v in (("mean", self.mean), ("recall", self.recall),
-                                                  ("decay", self.decay))}
+        return {
+            k: _none_if_nan(v)
+            for k, v in (("mean", self.mean), ("recall", self.recall), ("decay", self.decay))
+        }
 
 
 def _none_if_nan(value: float) -> float | None:

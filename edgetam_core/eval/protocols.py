@@ -239,8 +239,9 @@ def _add_correction(prompts: PromptsByFrame, k: int, oid: int, click: Click) -> 
         lbl = [] if old.labels is None else [int(v) for v in old.labels]
         out[k].remove(old)
         out[k].append(
-            Prompt.from_clicks(oid, [*pts, [click.x, click.y]], [*lbl, int(click.positive)],
-                               box=old.box)
+            Prompt.from_clicks(
+                oid, [*pts, [click.x, click.y]], [*lbl, int(click.positive)], box=old.box
+            )
         )
     else:
         out.setdefault(k, []).append(_click_prompt(oid, [click]))

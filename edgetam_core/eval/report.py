@@ -47,28 +47,32 @@ def global_table(summary: Summary, g: GScore | None = None) -> dict[str, float |
         "F-Decay": _num(summary.f.decay),
     }
     if g is not None:
-        row.update({
-            "G": _num(g.g),
-            "J-seen": _num(g.j_seen),
-            "F-seen": _num(g.f_seen),
-            "J-unseen": _num(g.j_unseen),
-            "F-unseen": _num(g.f_unseen),
-        })
+        row.update(
+            {
+                "G": _num(g.g),
+                "J-seen": _num(g.j_seen),
+                "F-seen": _num(g.f_seen),
+                "J-unseen": _num(g.j_unseen),
+                "F-unseen": _num(g.f_unseen),
+            }
+        )
     return row
 
 
 def sequence_entry(scores: SequenceScores, extra: Mapping[str, Any] | None = None) -> dict:
     objects = []
     for oid, o in sorted(scores.objects.items()):
-        objects.append({
-            "id": oid,
-            "J&F-Mean": _num(o.jf_mean),
-            "J": {k: _num(v) for k, v in o.j_stats.as_dict().items()},
-            "F": {k: _num(v) for k, v in o.f_stats.as_dict().items()},
-            "frames": list(o.frames),
-            "J_per_frame": [_num(v) for v in o.j],
-            "F_per_frame": [_num(v) for v in o.f],
-        })
+        objects.append(
+            {
+                "id": oid,
+                "J&F-Mean": _num(o.jf_mean),
+                "J": {k: _num(v) for k, v in o.j_stats.as_dict().items()},
+                "F": {k: _num(v) for k, v in o.f_stats.as_dict().items()},
+                "frames": list(o.frames),
+                "J_per_frame": [_num(v) for v in o.j],
+                "F_per_frame": [_num(v) for v in o.f],
+            }
+        )
     entry: dict[str, Any] = {"name": scores.name, "J&F-Mean": _num(scores.jf_mean)}
     entry.update(extra or {})
     entry["extra_ids"] = list(scores.extra_ids)
@@ -125,8 +129,13 @@ def write_tables(out: Path, report: Mapping[str, Any], scores: list[SequenceScor
         for s in scores:
             for oid, o in sorted(s.objects.items()):
                 j, f = _num(o.j_stats.mean), _num(o.f_stats.mean)
-                w.writerow([f"{s.name}_{oid}", "" if j is None else f"{j:.6f}",
-                            "" if f is None else f"{f:.6f}"])
+                w.writerow(
+                    [
+                        f"{s.name}_{oid}",
+                        "" if j is None else f"{j:.6f}",
+                        "" if f is None else f"{f:.6f}",
+                    ]
+                )
     with paths.frame_csv.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["Sequence", "Object", "Frame", "J", "F"])

@@ -119,6 +119,8 @@ class EdgeTAM(nn.Module):
         for p in (self.maskmem_tpos_enc, self.no_mem_embed, self.no_mem_pos_enc, self.no_obj_ptr):
             nn.init.trunc_normal_(p, std=0.02)
         self.memory_pos_encoding = PositionEmbeddingSine(c.mem_dim)
+        # Made by ``fuse``: the decoder's high-res projections with the neck's laterals folded in.
+        self.high_res_projections: nn.ModuleList | None = None
         self.register_buffer(
             "pixel_mean", torch.tensor(c.pixel_mean).view(1, 3, 1, 1), persistent=False
         )
@@ -137,9 +139,21 @@ class EdgeTAM(nn.Module):
         Outputs stay the same up to float rounding; the state dict changes, so a fused model
         can no longer be saved in the official layout. Returns self.
         """
+        if self.high_res_projections is not None:
+            return self
         self.image_encoder.fuse()
+        dec = self.sam_mask_decoder
+        neck = self.image_encoder.neck
+        projections: list[nn.Module] = []
+        for level, conv in enumerate((dec.conv_s0, dec.conv_s1)):
+            try:
+                projections.append(neck.fold_lateral(level, conv))
+            except ValueError:  # a config whose fine levels take part in the top-down path
+                projections.append(conv)
+        self.high_res_projections = nn.ModuleList(projections)
         for part in (self.image_encoder, self.memory_encoder, self.sam_mask_decoder):
             part.to(memory_format=torch.channels_last)
+        self.high_res_projections.to(memory_format=torch.channels_last)
         return self
 
     # ------------------------------------------------------------------------------------
@@ -150,8 +164,12 @@ class EdgeTAM(nn.Module):
         if self.is_fused:
             images = images.contiguous(memory_format=torch.channels_last)
         feats, pos = self.image_encoder(images)
-        dec = self.sam_mask_decoder
-        high_res = [dec.conv_s0(feats[0]), dec.conv_s1(feats[1])]
+        if self.high_res_projections is not None:  # fused: laterals folded into these
+            proj = self.high_res_projections
+            high_res = [proj[0](feats[0]), proj[1](feats[1])]
+        else:
+            dec = self.sam_mask_decoder
+            high_res = [dec.conv_s0(feats[0]), dec.conv_s1(feats[1])]
         return ImageFeatures(high_res=high_res, top=feats[-1], top_pos=pos[-1][:1])
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:

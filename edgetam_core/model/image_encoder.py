@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgetam_core.config import EdgeTAMConfig
+from edgetam_core.model.common import token_mlp
 from edgetam_core.model.position_encoding import PositionEmbeddingSine
 
 
@@ -61,6 +62,59 @@ def _fuse_children(parent: nn.Module) -> None:
             _fuse_children(replacement)
         else:
             _fuse_children(child)
+            if _is_pointwise_mlp(child):  # only once its ConvNorms are folded
+                conv1, act, conv2 = (cast(nn.Module, getattr(child, n)) for n in _MLP_PARTS)
+                setattr(parent, name, PixelMLP(cast(nn.Conv2d, conv1), act, cast(nn.Conv2d, conv2)))
+
+
+_MLP_PARTS = ("conv1", "act", "conv2")
+
+
+def _is_pointwise_mlp(module: nn.Module) -> bool:
+    """A RepViT channel mixer whose two 1x1 ConvNorms are already folded into plain convs."""
+    convs = [getattr(module, n, None) for n in ("conv1", "conv2")]
+    return (
+        len(list(module.children())) == 3
+        and isinstance(getattr(module, "act", None), nn.Module)
+        and all(
+            isinstance(c, nn.Conv2d)
+            and c.kernel_size == (1, 1)
+            and c.groups == 1
+            and c.stride == (1, 1)
+            and c.bias is not None
+            for c in convs
+        )
+    )
+
+
+class PixelMLP(nn.Module):
+    """``conv2(act(conv1(x)))`` with two 1x1 convs, as a per-pixel MLP over ``token_mlp``.
+
+    The fused form of RepViT's channel mixer: on channels-last maps the pixels are already
+    rows of a matrix, and slicing them keeps the widened activation (96 channels at S/4 in
+    the first stage) in cache instead of streaming it through memory three times.
+    """
+
+    def __init__(self, conv1: nn.Conv2d, act: nn.Module, conv2: nn.Conv2d) -> None:
+        super().__init__()
+        self.fc1 = _as_linear(conv1)
+        self.act = act
+        self.fc2 = _as_linear(conv2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        tokens = x.permute(0, 2, 3, 1).reshape(b, h * w, -1)  # a view when channels-last
+        out = token_mlp(tokens, self.fc1, self.act, self.fc2)
+        return out.view(b, h, w, -1).permute(0, 3, 1, 2)  # (B, C, H, W), channels-last
+
+
+@torch.no_grad()
+def _as_linear(conv: nn.Conv2d) -> nn.Linear:
+    linear = nn.Linear(conv.in_channels, conv.out_channels).to(conv.weight)
+    linear.weight.copy_(conv.weight.flatten(1))
+    assert conv.bias is not None and linear.bias is not None
+    linear.bias.copy_(conv.bias)
+    return linear
 
 
 class Lateral(nn.Module):
@@ -98,6 +152,9 @@ class FpnNeck(nn.Module):
         self.position_encoding = PositionEmbeddingSine(d_model)
         # convs[0] is the lateral of the deepest level (the checkpoint's order).
         self.convs = nn.ModuleList(Lateral(c, d_model) for c in reversed(backbone_channels))
+        # Levels whose lateral was folded into their only consumer (``fold_lateral``): they are
+        # returned as the trunk's map itself.
+        self.passthrough: frozenset[int] = frozenset()
 
     @property
     def num_levels(self) -> int:
@@ -115,6 +172,9 @@ class FpnNeck(nn.Module):
         outputs: list[torch.Tensor | None] = [None] * count
         coarser: torch.Tensor | None = None
         for level in range(count - 1, -1, -1):
+            if level in self.passthrough:
+                outputs[level] = coarser = levels[level]
+                continue
             feature = self.convs[count - 1 - level](levels[level])
             if coarser is not None and level in self.top_down_levels:
                 feature = feature + F.interpolate(coarser, scale_factor=2.0, mode="nearest")
@@ -123,6 +183,35 @@ class FpnNeck(nn.Module):
         features = [f for f in outputs[:kept] if f is not None]
         encodings = [self.position_encoding(f) for f in features]
         return features, encodings
+
+    @torch.no_grad()
+    def fold_lateral(self, level: int, consumer: nn.Conv2d) -> nn.Conv2d:
+        """A 1x1 conv equal to ``consumer(lateral(x))`` for the trunk map ``x`` of ``level``.
+
+        From then on ``forward`` returns that level's trunk map unprojected, so the caller
+        must apply the returned conv instead of ``consumer``. Exact (up to rounding) only for
+        a purely lateral level that feeds no top-down sum, which is checked: the two fine
+        levels of the SAM 2 neck are such, and their 256-channel lateral maps at S/4 and S/8
+        were the largest tensors of the image encoder, made only to be projected down again.
+        """
+        count = self.num_levels
+        if not 0 <= level < count - self.scalp:
+            raise ValueError(f"level {level} is not a kept level")
+        if level in self.top_down_levels or (level - 1) in self.top_down_levels:
+            raise ValueError(f"level {level} takes part in the top-down path; cannot fold")
+        if consumer.kernel_size != (1, 1) or consumer.groups != 1:
+            raise ValueError("only a dense 1x1 convolution can absorb the lateral")
+        lateral = cast(Lateral, self.convs[count - 1 - level]).conv
+        w_l = lateral.weight.double().flatten(1)  # (d_model, C_in)
+        w_c = consumer.weight.double().flatten(1)  # (C_out, d_model)
+        b_l = lateral.bias.double() if lateral.bias is not None else w_l.new_zeros(w_l.shape[0])
+        b_c = consumer.bias.double() if consumer.bias is not None else w_c.new_zeros(w_c.shape[0])
+        folded = nn.Conv2d(w_l.shape[1], w_c.shape[0], kernel_size=1).to(lateral.weight)
+        folded.weight.copy_((w_c @ w_l).view_as(folded.weight))
+        assert folded.bias is not None
+        folded.bias.copy_(w_c @ b_l + b_c)
+        self.passthrough = self.passthrough | {level}
+        return folded
 
 
 class ImageEncoder(nn.Module):

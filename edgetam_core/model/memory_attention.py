@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgetam_core.config import EdgeTAMConfig
+from edgetam_core.model.common import token_mlp
 from edgetam_core.model.rope import apply_rope, axial_rope_tables
 
 
@@ -91,7 +92,7 @@ class MemoryAttentionLayer(nn.Module):
             h, memory_keys, memory, q_rope=q_rope, k_rope=k_rope, attn_mask=attn_mask
         )
         h = self.norm3(x)
-        return x + self.linear2(F.relu(self.linear1(h)))
+        return x + token_mlp(h, self.linear1, F.relu, self.linear2)
 
 
 class MemoryAttention(nn.Module):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgetam_core.config import EdgeTAMConfig
-from edgetam_core.model.common import LayerNorm2d
+from edgetam_core.model.common import LayerNorm2d, token_mlp
 
 
 class MaskDownSampler(nn.Module):
@@ -53,7 +53,8 @@ class CXBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.dwconv(x).permute(0, 2, 3, 1)
         h = F.layer_norm(h, (h.shape[-1],), self.norm.weight, self.norm.bias, self.norm.eps)
-        h = self.pwconv2(F.gelu(self.pwconv1(h))) * self.gamma
+        tokens = h.flatten(1, 2)  # (B, H*W, C): the MLP acts on each pixel alone
+        h = (token_mlp(tokens, self.pwconv1, F.gelu, self.pwconv2) * self.gamma).reshape(h.shape)
         return x + h.permute(0, 3, 1, 2)
 
 

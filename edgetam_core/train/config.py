@@ -69,6 +69,10 @@ class DataSpec:
     labels_topic: str | None = None
     weight: float = 1.0
     world: WorldSpec | None = None  # synthetic sources: the world's knobs
+    # synthetic_video: worlds laid out over this many frames, clips are windows of them with
+    # a frame stride of 1..max_stride (0: the world lasts exactly one clip)
+    world_frames: int = 0
+    max_stride: int = 1
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)  # None: no augmentation
 
 

@@ -124,6 +124,12 @@ class SyntheticVideoSource:
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)
     aspect: tuple[float, float] = (0.75, 1.34)  # rendered width / height before resizing
     min_area_frac: float = 0.002
+    # Lay each world out over this many frames and train on a window of it (every
+    # ``1..max_stride``-th frame from a random start): short clips then move as fast as the
+    # 24-frame held-out clips, instead of squeezing a whole exit-and-return into 3 frames.
+    # 0: the world lasts exactly the clip.
+    world_frames: int = 0
+    max_stride: int = 1
 
     def sample(
         self, rng: np.random.Generator, clip_length: int, image_size: int
@@ -132,7 +138,17 @@ class SyntheticVideoSource:
         aspect = rng.uniform(*self.aspect)
         height = image_size
         width = max(32, int(round(image_size * aspect)))
-        clip = make_world_clip(clip_length, height, width, seed=seed, spec=self.spec)
+        world = max(self.world_frames, clip_length)
+        stride = int(rng.integers(1, max(1, self.max_stride) + 1))
+        span = (clip_length - 1) * stride
+        if span >= world:
+            stride, span = 1, clip_length - 1
+        start = int(rng.integers(0, world - span))
+        times = [float(start + stride * i) for i in range(clip_length)]
+        try:
+            clip = make_world_clip(world, height, width, seed=seed, spec=self.spec, times=times)
+        except RuntimeError:  # no window start where every object is visible enough
+            return None
         frames = np.stack(clip.frames)
         labels = np.stack(clip.labels)
         return _finish(

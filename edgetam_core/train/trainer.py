@@ -72,7 +72,9 @@ STATE_VERSION = 1
 
 def build_source(spec: DataSpec) -> ClipSource:
     if spec.kind == "synthetic_video":
-        src = SyntheticVideoSource(augment=spec.augment)
+        src = SyntheticVideoSource(
+            augment=spec.augment, world_frames=spec.world_frames, max_stride=spec.max_stride
+        )
         if spec.world is not None:
             src.spec = spec.world
         return src
@@ -490,13 +492,13 @@ class Trainer:
     # ------------------------------------------------------------------------------------
     def _log(self, stage: StageSpec, lr: float, result: StepResult) -> None:
         path = self.out / "losses.csv"
+        header = ["stage", "step", "global_step", "seconds", "cpu_seconds", "lr", *LOSS_COLUMNS]
+        _migrate_csv(path, header)
         new = not path.exists()
         with open(path, "a", newline="") as fh:
             writer = csv.writer(fh)
             if new:
-                writer.writerow(
-                    ["stage", "step", "global_step", "seconds", "cpu_seconds", "lr", *LOSS_COLUMNS]
-                )
+                writer.writerow(header)
             writer.writerow(
                 [
                     stage.name,
@@ -601,8 +603,7 @@ class Trainer:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"{path}: not a training state of this version")
         self.model.load_state_dict(state["model"], strict=True)
-        if state["heads"]:
-            self.heads.load_state_dict(state["heads"], strict=True)
+        self.heads.load_state_dict(state["heads"], strict=True)
         self.stage_index = int(state["stage_index"])
         self.step = int(state["step"])
         self.global_step = int(state["global_step"])
@@ -630,6 +631,21 @@ class Trainer:
             if rows:
                 summary["last_eval"] = rows[-1]
         (self.out / "summary.json").write_text(json.dumps(summary, indent=2))
+
+
+def _migrate_csv(path: Path, header: list[str]) -> None:
+    """Rewrite a log written with other columns (an older version) under ``header``."""
+    if not path.exists():
+        return
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+        old = rows[0].keys() if rows else None
+    if old is None or list(old) == header:
+        return
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=header, restval="0")
+        writer.writeheader()
+        writer.writerows({k: r.get(k, "0") for k in header} for r in rows)
 
 
 def _truncate_csv(path: Path, global_step: int) -> None:
@@ -669,8 +685,8 @@ def plot_losses(csv_path: Path, png_path: Path) -> Path | None:
     x = np.array([int(r["global_step"]) for r in rows])
     fig = Figure(figsize=(10, 6), dpi=100)
     axes = fig.subplots(2, 1, sharex=True)
-    for key in ("loss", "dice", "focal", "iou", "occlusion", "image_distill", "memory_distill"):
-        y = np.array([float(r[key]) for r in rows])
+    for key in LOSS_COLUMNS[:-1]:
+        y = np.array([float(r.get(key) or 0.0) for r in rows])
         if not np.any(y):
             continue
         axes[0].plot(x, _smooth(y), label=key)
