@@ -157,3 +157,32 @@ def build_default_model(
         last.bias.fill_(1.0)
     model.checkpoint_sha256 = None  # type: ignore[assignment]
     return model.to(device).eval()
+
+
+#: The bundled demo model (a few MB, float16): a small EdgeTAM (128 px input, narrower widths)
+#: trained from scratch on the synthetic world with ``config/train/demo.yaml``; how it was made
+#: and what it scores is in docs/training.md. It tracks that world's textured shapes; for real
+#: scenes use the official ``edgetam.pt``.
+DEMO_CHECKPOINT = Path(__file__).resolve().parent / "assets" / "edgetam_demo_synthetic.pt"
+
+#: Names accepted wherever a checkpoint path is: ``demo`` (the bundled demo model, also what
+#: ``default`` means) and ``random`` (seeded random weights: plumbing tests only).
+MODEL_NAMES = ("demo", "default", "random")
+
+
+def load_demo_model(device: str | torch.device = "cpu") -> EdgeTAM:
+    """The bundled demo model (``DEMO_CHECKPOINT``), loaded strictly like any checkpoint."""
+    if not DEMO_CHECKPOINT.is_file():
+        raise CheckpointError(
+            f"the bundled demo model is missing ({DEMO_CHECKPOINT}): reinstall edgetam-ros"
+        )
+    return load_checkpoint(DEMO_CHECKPOINT, device=device)
+
+
+def load_named_model(name: str, device: str | torch.device = "cpu") -> tuple[EdgeTAM, str]:
+    """A model from a checkpoint path or one of ``MODEL_NAMES``, and a one-line description."""
+    if name in ("demo", "default"):
+        return load_demo_model(device), "bundled demo model (synthetic world; docs/training.md)"
+    if name == "random":
+        return build_default_model(device=device), "random weights (masks are not meaningful)"
+    return load_checkpoint(name, device=device), f"checkpoint {name}"

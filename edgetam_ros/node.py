@@ -95,7 +95,7 @@ def build_tracker(checkpoint: str, device: str, backend: str, max_objects: int,
                   mask_threshold: float, log: Callable[[str], Any], export_dir: str = "",
                   precision: str = "fp32") -> Any:
     """Load the model and wrap it in a Tracker; StartupError with a clear message on failure."""
-    from edgetam_core.checkpoint import build_default_model, load_checkpoint
+    from edgetam_core.checkpoint import build_default_model, load_checkpoint, load_demo_model
     from edgetam_core.tracker import Tracker
 
     if backend not in BACKENDS:
@@ -104,16 +104,24 @@ def build_tracker(checkpoint: str, device: str, backend: str, max_objects: int,
     if not checkpoint:
         raise StartupError(
             "parameter 'checkpoint' is not set: pass the path of edgetam.pt "
-            "(e.g. checkpoint:=/path/to/edgetam.pt), or checkpoint:=random for a random-weight "
-            "model that only exercises the plumbing"
+            "(e.g. checkpoint:=/path/to/edgetam.pt), checkpoint:=demo for the bundled "
+            "synthetic-world demo model, or checkpoint:=random for random weights"
         )
     path = Path(checkpoint).expanduser()
-    if checkpoint != "random" and not path.is_file():  # fail fast, before importing torch
+    named = checkpoint in ("demo", "default", "random")
+    if not named and not path.is_file():  # fail fast, before importing torch
         raise StartupError(f"cannot load checkpoint: checkpoint not found: {path}")
     dev = resolve_device(device)
     if checkpoint == "random":
         log("checkpoint 'random': random weights, masks are NOT meaningful (plumbing test only)")
         model = build_default_model(device=dev)
+    elif checkpoint in ("demo", "default"):
+        log("checkpoint 'demo': the bundled demo model, trained on the synthetic world only "
+            "(tracks its textured shapes, not real scenes; pass checkpoint:=/path/to/edgetam.pt)")
+        try:
+            model = load_demo_model(device=dev)
+        except CheckpointError as exc:
+            raise StartupError(f"cannot load checkpoint: {exc}") from None
     else:
         try:
             model = load_checkpoint(path, device=dev)

@@ -63,9 +63,11 @@ class ParamSpec:
 
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
-        "checkpoint", "",
+        "checkpoint", "demo",
         "EdgeTAM checkpoint (.pt): the official edgetam.pt or one saved by edgetam_core. "
-        "'random' runs a random-weight model (plumbing tests only: its masks mean nothing).",
+        "'demo' (default) is the small bundled model trained on the synthetic world only (it "
+        "tracks that world's shapes, not real scenes); 'random' runs random weights "
+        "(plumbing tests only: its masks mean nothing).",
         read_only=True,
     ),
     ParamSpec(

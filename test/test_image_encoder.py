@@ -122,20 +122,20 @@ def test_token_mlp_in_slices_equals_the_plain_mlp(monkeypatch: pytest.MonkeyPatc
 
     torch.manual_seed(0)
     first, second = nn.Linear(8, 32), nn.Linear(32, 8)
-    x = torch.randn(3, 50, 8)
+    x = torch.randn(3, 150, 8)
     expected = second(F.gelu(first(x))).detach()
     calls: list[int] = []
     counting_first = nn.Linear(8, 32)
     counting_first.load_state_dict(first.state_dict())
     counting_first.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[1]))
-    monkeypatch.setattr(common, "MLP_CHUNK_ELEMENTS", 32 * 16)  # 16 tokens per slice
+    monkeypatch.setattr(common, "MLP_CHUNK_ELEMENTS", 32 * 3 * 100)  # 100 tokens per slice
     with torch.no_grad():
         sliced = common.token_mlp(x, counting_first, F.gelu, second)
-    assert calls == [16, 16, 16, 2]
+    assert calls == [100, 50]
     torch.testing.assert_close(sliced, expected, rtol=0, atol=1e-6)
     calls.clear()
     with torch.enable_grad():  # training: one plain pass, gradients flow
         out = common.token_mlp(x, counting_first, F.gelu, second)
         out.sum().backward()
-    assert calls == [50]
+    assert calls == [150]
     assert counting_first.weight.grad is not None

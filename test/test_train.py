@@ -420,3 +420,18 @@ def test_synthetic_windows_of_long_worlds() -> None:
     for s in got:
         assert s.frames.shape == (4, 48, 48, 3)
         assert all((s.labels[0] == oid).any() for oid in s.object_ids)
+
+
+def test_occlusion_loss_weights_absent_items() -> None:
+    from edgetam_core.train.losses import occlusion_loss
+
+    scores = torch.tensor([2.0, 2.0, 2.0, 2.0])
+    present = torch.tensor([True, True, True, False])
+    plain = occlusion_loss(scores, present)
+    weighted = occlusion_loss(scores, present, absent_weight=3.0)
+    bce_p = torch.nn.functional.softplus(torch.tensor(-2.0))  # -log sigmoid(2)
+    bce_a = torch.nn.functional.softplus(torch.tensor(2.0))  # -log (1 - sigmoid(2))
+    torch.testing.assert_close(plain, (3 * bce_p + bce_a) / 4)
+    torch.testing.assert_close(weighted, (3 * bce_p + 3 * bce_a) / 6)
+    # "Always present" is no longer the cheapest constant answer once absence is weighted.
+    assert float(occlusion_loss(torch.zeros(4), present, 3.0)) < float(weighted)

@@ -1,7 +1,8 @@
 """``edgetam-demo`` (what ``make demo`` runs): the whole pipeline on a generated clip, offline.
 
 1. Generates the synthetic sample clip (two moving textured objects) into ``OUT/frames``.
-2. Builds the model: ``--checkpoint`` if given, else the embedded default.
+2. Builds the model: ``--checkpoint`` if given, else the bundled demo model (trained on the
+   synthetic world, ``edgetam_core/assets``; see docs/training.md).
 3. Clicks the centre of object 1 on frame 0 and tracks it through the clip.
 4. Writes DAVIS-style label PNGs to ``OUT/masks`` and an overlay strip ``OUT/overlay.png``
    (top row: frames with the tracked mask; bottom row: ground truth), then prints one line
@@ -67,12 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Track a clicked object through a generated sample clip and write masks "
-        "plus an overlay strip. Runs offline; without --checkpoint it uses the embedded "
-        "default model (random weights: the masks show the pipeline works, not accuracy).",
+        "plus an overlay strip. Runs offline; without --checkpoint it uses the bundled demo "
+        "model (a small EdgeTAM trained on the synthetic world only: it tracks these clips' "
+        "shapes, not real scenes; docs/training.md).",
     )
     parser.add_argument("--frames", type=int, default=12, help="clip length (default 12)")
     parser.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    parser.add_argument("--checkpoint", default=None, help="model checkpoint (.pt); optional")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="model checkpoint (.pt), 'demo' (the default: the bundled demo model) or 'random'",
+    )
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"))
     parser.add_argument("--seed", type=int, default=0, help="sample clip seed (default 0)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -80,15 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_model(checkpoint: str | None, device: str) -> tuple[Any, str]:
-    from edgetam_core.checkpoint import build_default_model
+    from edgetam_core.checkpoint import MODEL_NAMES, load_named_model
     from edgetam_core.cli.track import check_device, load_model
 
     check_device(device)
-    if checkpoint is not None:
+    if checkpoint is not None and checkpoint not in MODEL_NAMES:
         if not Path(checkpoint).is_file():
             raise InputError(f"checkpoint not found: {checkpoint}")
         return load_model(checkpoint, device), f"checkpoint {checkpoint}"
-    return build_default_model(device=device), "embedded default model (random weights)"
+    return load_named_model(checkpoint or "demo", device)
 
 
 def run(args: argparse.Namespace) -> str:

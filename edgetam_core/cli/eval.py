@@ -6,7 +6,7 @@
                  [--max-frames N] [--unseen FILE] [--all-frames]
     edgetam-eval --dataset DIR --predictions RESULTS --out DIR       # score existing results
 
-With a checkpoint (``default`` = the embedded default model) the tracker runs every sequence
+With a checkpoint (``demo`` or ``default`` = the bundled demo model) the tracker runs every sequence
 under the protocol and its masks are written to ``OUT/predictions/<seq>/<frame>.png`` (the
 DAVIS results convention, so ``--predictions`` can score them again). With ``--predictions``
 nothing runs: ``RESULTS/<seq>/<frame>.png`` (one indexed PNG per annotated frame) are scored
@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", default="480p", help="DAVIS resolution folder (default 480p)")
     p.add_argument("--sequences", nargs="+", help="only these sequences")
     p.add_argument(
-        "--checkpoint", help="model checkpoint (.pt), or 'default' for the embedded default model"
+        "--checkpoint",
+        help="model checkpoint (.pt), or 'demo' (= 'default': the bundled synthetic-world "
+        "demo model) or 'random' (random weights, plumbing only)",
     )
     p.add_argument(
         "--predictions",
@@ -126,13 +128,13 @@ def _load_tracker(
     checkpoint: str, device: str, max_objects: int, backend: str = "eager", precision: str = "fp32"
 ) -> tuple[Any, str]:
     from edgetam_core.backends import create_backend
-    from edgetam_core.checkpoint import build_default_model
+    from edgetam_core.checkpoint import MODEL_NAMES, load_named_model
     from edgetam_core.cli.track import check_device, load_model
     from edgetam_core.tracker import Tracker
 
     check_device(device)
-    if checkpoint == "default":
-        model, desc = build_default_model(device=device), "default"
+    if checkpoint in MODEL_NAMES:
+        model, desc = load_named_model(checkpoint, device)
     else:
         if not Path(checkpoint).is_file():
             raise CheckpointError(f"checkpoint not found: {checkpoint}")

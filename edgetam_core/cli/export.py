@@ -71,10 +71,10 @@ def run(args: argparse.Namespace) -> Path:
     if args.max_conditioning_frames < 1:
         raise InputError("--max-conditioning-frames must be >= 1")
     check_device(args.device)
-    if args.checkpoint == "default":
-        from edgetam_core.checkpoint import build_default_model
+    from edgetam_core.checkpoint import MODEL_NAMES, load_named_model
 
-        model = build_default_model(device=args.device)
+    if args.checkpoint in MODEL_NAMES:
+        model, _ = load_named_model(args.checkpoint, args.device)
     else:
         if not Path(args.checkpoint).is_file():
             raise CheckpointError(f"checkpoint not found: {args.checkpoint}")

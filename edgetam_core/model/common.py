@@ -67,11 +67,12 @@ def token_mlp(
     """``second(activation(first(x)))`` for ``x`` (B, N, C), every token independently.
 
     Without autograd (inference and export), long sequences are computed in slices of
-    about ``MLP_CHUNK_ELEMENTS / hidden`` tokens: the same values, up to float rounding.
+    about ``MLP_CHUNK_ELEMENTS / (hidden * B)`` tokens (at least 64): the same values, up to
+    float rounding. A traced graph keeps the slicing of its example batch size.
     With autograd the plain expression runs (slicing would only add copies to backward).
     """
-    n = x.shape[1]
-    step = max(1, MLP_CHUNK_ELEMENTS // first.out_features)
+    batch, n = x.shape[0], x.shape[1]
+    step = max(64, MLP_CHUNK_ELEMENTS // (first.out_features * max(1, batch)))
     if torch.is_grad_enabled() or n <= step:
         return second(activation(first(x)))
     parts = [second(activation(first(x[:, i : i + step]))) for i in range(0, n, step)]

@@ -8,7 +8,7 @@
 - ``evaluate``: J&F, latency and dropped frames of recorded masks against a bag's ground truth.
 - ``replay``: publish a bag over DDS with its timing and record topics (needs rclpy; the only
   module here that imports it).
-- ``cli``: ``edgetam-bag``; ``demo``: the whole product on the embedded default.
+- ``cli``: ``edgetam-bag``; ``demo``: the whole product on the bundled demo model.
 
 Everything except ``replay`` (and the demo, which runs it) works without ROS installed.
 """

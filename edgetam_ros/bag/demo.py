@@ -1,9 +1,9 @@
-"""``edgetam-demo-ros``: the whole product on the embedded default, over live loopback DDS.
+"""``edgetam-demo-ros``: the whole product on the bundled demo model, over live loopback DDS.
 
 1. Generates the synthetic sample clip (as ``edgetam-demo``) and writes it, with its ground
    truth and one click on object 1 (taken from the ground truth), into ``OUT/input.bag``.
 2. Starts ``tracker_node`` (the colcon-installed executable, the launch file's remappings)
-   with the embedded default model (``checkpoint:=random``) or ``--checkpoint``.
+   with the bundled demo model (``checkpoint:=demo``) or ``--checkpoint``.
 3. Replays the bag into it over DDS kept on this machine (the loopback-only Fast DDS profile,
    ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, a domain id of its own unless one is set) and
    records the node's ``/masks`` and ``/tracks`` into ``OUT/recorded.bag``. By default each
@@ -73,8 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--seed", type=int, default=0, help="sample clip seed")
     p.add_argument("--out", default="out/demo_ros", help="output folder (default out/demo_ros)")
-    p.add_argument("--checkpoint", default="random",
-                   help="checkpoint for the node (default: the embedded default model)")
+    p.add_argument("--checkpoint", default="demo",
+                   help="checkpoint for the node: a .pt path, 'demo' (default: the bundled "
+                        "synthetic-world demo model) or 'random' (random weights)")
     p.add_argument("--device", default="cpu", help="the node's device (default cpu)")
     p.add_argument("--rate", type=float, default=None,
                    help="replay with the bag's timing at this rate factor (default: lockstep)")
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> str:
     if args.frames < 2:
         raise InputError(f"--frames must be >= 2 (the click applies to frame 1), got "
                          f"{args.frames}")
-    if args.checkpoint != "random" and not Path(args.checkpoint).is_file():
+    if args.checkpoint not in ("demo", "default", "random") and not Path(args.checkpoint).is_file():
         raise InputError(f"checkpoint not found: {args.checkpoint}")
     out = Path(args.out)
     for old in ("input.bag", "recorded.bag", "report"):
@@ -140,8 +141,9 @@ def run(args: argparse.Namespace) -> str:
             _stop(node)
     result = evaluate_bag(recorded, input_bag, out / "report", overlay_video=True)
     mode = "lockstep" if not args.rate else f"at rate {args.rate:g}"
-    model = "the embedded default model (random weights)" if args.checkpoint == "random" \
-        else f"checkpoint {args.checkpoint}"
+    model = {"random": "random weights", "demo": "the bundled demo model",
+             "default": "the bundled demo model"}.get(args.checkpoint,
+                                                      f"checkpoint {args.checkpoint}")
     lat = result.latency_ms["median"]
     return (
         f"{PROG}: replayed {args.frames} frames ({mode}) through tracker_node with {model} "

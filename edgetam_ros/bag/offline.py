@@ -169,15 +169,18 @@ class OfflineSummary:
 
 def build_tracker(checkpoint: str, device: str = "cpu",
                   max_objects: int | None = None) -> tuple[Any, str]:
-    """A Tracker as the node builds it: ``random``/``default`` = the embedded default model."""
-    from edgetam_core.checkpoint import build_default_model
+    """A Tracker as the node builds it.
+
+    ``demo``/``default`` is the bundled demo model, ``random`` random weights.
+    """
+    from edgetam_core.checkpoint import MODEL_NAMES, load_named_model
     from edgetam_core.cli.track import check_device, load_model
     from edgetam_core.errors import CheckpointError
     from edgetam_core.tracker import Tracker
 
     check_device(device)
-    if checkpoint in ("random", "default"):
-        model, desc = build_default_model(device=device), "default"
+    if checkpoint in MODEL_NAMES:
+        model, desc = load_named_model(checkpoint, device)
     else:
         if not Path(checkpoint).is_file():
             raise CheckpointError(f"checkpoint not found: {checkpoint}")
