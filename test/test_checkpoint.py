@@ -162,3 +162,29 @@ def _truncate(src: Path, dst: Path) -> Path:
     data = src.read_bytes()
     dst.write_bytes(data[: len(data) // 2])
     return dst
+
+
+def test_bundled_demo_model_loads_and_matches_its_record() -> None:
+    import hashlib
+    import json
+
+    from edgetam_core.checkpoint import DEMO_CHECKPOINT, load_named_model
+
+    record = json.loads(DEMO_CHECKPOINT.with_suffix(".json").read_text())
+    assert record["sha256"] == hashlib.sha256(DEMO_CHECKPOINT.read_bytes()).hexdigest()
+    assert DEMO_CHECKPOINT.stat().st_size < 10_000_000  # "a few MB"
+    model, desc = load_named_model("demo")
+    assert "demo" in desc and model.config.image_size == 128
+    assert model.checkpoint_sha256 == record["sha256"]
+    same, _ = load_named_model("default")
+    for a, b in zip(model.state_dict().values(), same.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    random_model, desc = load_named_model("random")
+    assert "random" in desc and random_model.config.image_size == 1024
+
+
+def test_named_model_path_errors_are_one_line(tmp_path: Path) -> None:
+    from edgetam_core.checkpoint import load_named_model
+
+    with pytest.raises(CheckpointError, match="not found"):
+        load_named_model(str(tmp_path / "nope.pt"))
