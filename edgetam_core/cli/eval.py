@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from edgetam_core.cli.common import run_cli
-from edgetam_core.errors import CheckpointError, InputError
+from edgetam_core.errors import InputError
 from edgetam_core.eval.datasets import FORMATS, VOSSequence, read_dataset, read_predictions
 from edgetam_core.eval.metrics import GScore, SequenceScores, g_score, score_sequence, summarize
 from edgetam_core.eval.protocols import PROTOCOLS, run_sequence
@@ -128,17 +128,10 @@ def _load_tracker(
     checkpoint: str, device: str, max_objects: int, backend: str = "eager", precision: str = "fp32"
 ) -> tuple[Any, str]:
     from edgetam_core.backends import create_backend
-    from edgetam_core.checkpoint import MODEL_NAMES, load_named_model
-    from edgetam_core.cli.track import check_device, load_model
+    from edgetam_core.cli.track import resolve_model
     from edgetam_core.tracker import Tracker
 
-    check_device(device)
-    if checkpoint in MODEL_NAMES:
-        model, desc = load_named_model(checkpoint, device)
-    else:
-        if not Path(checkpoint).is_file():
-            raise CheckpointError(f"checkpoint not found: {checkpoint}")
-        model, desc = load_model(checkpoint, device), str(checkpoint)
+    model, desc = resolve_model(checkpoint, device)
     runtime = create_backend(backend, model, precision=precision)
     return Tracker(runtime, max_objects=max_objects), desc
 

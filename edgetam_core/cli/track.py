@@ -366,6 +366,22 @@ def load_model(checkpoint: str | Path, device: str) -> Any:
         raise CheckpointError(f"cannot load checkpoint {checkpoint}: {msg}") from None
 
 
+def resolve_model(checkpoint: str, device: str) -> tuple[Any, str]:
+    """The model a ``--checkpoint`` value names, and a description of it.
+
+    A ``.pt`` path, or one of ``checkpoint.MODEL_NAMES`` (``demo``/``default``: the bundled
+    demo model; ``random``). Failures are one-line ``CheckpointError``/``InputError``.
+    """
+    from edgetam_core.checkpoint import MODEL_NAMES, load_named_model
+
+    check_device(device)
+    if checkpoint in MODEL_NAMES:
+        return load_named_model(checkpoint, device)
+    if not Path(checkpoint).is_file():
+        raise CheckpointError(f"checkpoint not found: {checkpoint}")
+    return load_model(checkpoint, device), str(checkpoint)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,

@@ -3,7 +3,7 @@
     edgetam-bag from-frames --input FRAMES|VIDEO --out BAG [--ground-truth DIR]
                             [--prompts JSON | --prompt-from-gt click|box] [--rate HZ]
                             [--storage mcap|sqlite3] [--compressed] [--frame-id ID]
-    edgetam-bag run-offline --bag BAG --checkpoint CKPT|default --out OUT_BAG [--device D]
+    edgetam-bag run-offline --bag BAG --checkpoint CKPT|demo --out OUT_BAG [--device D]
     edgetam-bag replay --bag BAG [--rate R] [--loop] [--start-offset S] [--clock]
                        [--topics T ...] [--remap FROM:=TO ...] [--record T ... --out OUT_BAG]
                        [--wait-for T ...] [--lockstep TOPIC]
@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     o = sub.add_parser("run-offline", help="run the node's logic over a bag, no DDS")
     o.add_argument("--bag", required=True)
-    o.add_argument("--checkpoint", required=True, help="checkpoint (.pt), or 'default'")
+    o.add_argument("--checkpoint", required=True,
+                   help="checkpoint (.pt), 'demo' (= 'default': the bundled demo model) "
+                        "or 'random'")
     o.add_argument("--out", required=True, help="output bag with /masks and /tracks")
     o.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"))
     o.add_argument("--max-objects", type=int, default=None)

@@ -173,18 +173,10 @@ def build_tracker(checkpoint: str, device: str = "cpu",
 
     ``demo``/``default`` is the bundled demo model, ``random`` random weights.
     """
-    from edgetam_core.checkpoint import MODEL_NAMES, load_named_model
-    from edgetam_core.cli.track import check_device, load_model
-    from edgetam_core.errors import CheckpointError
+    from edgetam_core.cli.track import resolve_model
     from edgetam_core.tracker import Tracker
 
-    check_device(device)
-    if checkpoint in MODEL_NAMES:
-        model, desc = load_named_model(checkpoint, device)
-    else:
-        if not Path(checkpoint).is_file():
-            raise CheckpointError(f"checkpoint not found: {checkpoint}")
-        model, desc = load_model(checkpoint, device), str(checkpoint)
+    model, desc = resolve_model(checkpoint, device)
     tracker = Tracker(
         model,
         max_objects=int(max_objects if max_objects is not None else DEFAULTS["max_objects"]),
