@@ -86,15 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load_model(checkpoint: str | None, device: str) -> tuple[Any, str]:
-    from edgetam_core.checkpoint import MODEL_NAMES, load_named_model
-    from edgetam_core.cli.track import check_device, load_model
+    from edgetam_core.checkpoint import MODEL_NAMES
+    from edgetam_core.cli.track import resolve_model
 
-    check_device(device)
-    if checkpoint is not None and checkpoint not in MODEL_NAMES:
-        if not Path(checkpoint).is_file():
-            raise InputError(f"checkpoint not found: {checkpoint}")
-        return load_model(checkpoint, device), f"checkpoint {checkpoint}"
-    return load_named_model(checkpoint or "demo", device)
+    name = checkpoint or "demo"
+    model, desc = resolve_model(name, device)
+    return model, desc if name in MODEL_NAMES else f"checkpoint {desc}"
 
 
 def run(args: argparse.Namespace) -> str:

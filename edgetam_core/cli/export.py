@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from edgetam_core.cli.common import run_cli
-from edgetam_core.cli.track import check_device, load_model
-from edgetam_core.errors import CheckpointError, InputError
+from edgetam_core.cli.track import resolve_model
+from edgetam_core.errors import InputError
 
 PROG = "edgetam-export"
 
@@ -70,15 +70,7 @@ def run(args: argparse.Namespace) -> Path:
         raise InputError(f"--max-objects must be >= 1, got {args.max_objects}")
     if args.max_conditioning_frames < 1:
         raise InputError("--max-conditioning-frames must be >= 1")
-    check_device(args.device)
-    from edgetam_core.checkpoint import MODEL_NAMES, load_named_model
-
-    if args.checkpoint in MODEL_NAMES:
-        model, _ = load_named_model(args.checkpoint, args.device)
-    else:
-        if not Path(args.checkpoint).is_file():
-            raise CheckpointError(f"checkpoint not found: {args.checkpoint}")
-        model = load_model(args.checkpoint, args.device)
+    model, _ = resolve_model(args.checkpoint, args.device)
     options = ExportOptions(
         format=args.format,
         precision=args.precision,
