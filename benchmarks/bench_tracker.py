@@ -5,7 +5,12 @@ reference run in the same invocation on the same clip so their ratio is meaningf
 machine. Frames are a generated clip (480x640 by default); the first frame (prompt) is left out
 of the per-frame statistics.
 
-    python benchmarks/bench_tracker.py --frames 24 --objects 1 --reference
+Backends are given as ``NAME[:PRECISION]`` (``eager``, ``torchscript:bf16``, ...), so fp32 and
+bf16 runs share one invocation with the reference. Every run's binary masks are kept, and each
+run is compared with the first fp32 run of the invocation: mask agreement (share of pixels with
+the same value) per frame and object, mean and worst.
+
+    python benchmarks/bench_tracker.py --frames 24 --reference --backend torchscript eager:bf16
 """
 
 from __future__ import annotations
@@ -49,24 +54,37 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_ours(folder: Path, prompts: list[dict], threads: int, backend: str, precision: str) -> dict:
+def run_ours(
+    folder: Path,
+    prompts: list[dict],
+    threads: int,
+    backend: str,
+    precision: str,
+    checkpoint: str,
+    masks_out: Path | None = None,
+) -> dict:
     import numpy as np
     import torch
     from PIL import Image
 
     from edgetam_core.backends import create_backend
-    from edgetam_core.checkpoint import build_default_model
+    from edgetam_core.checkpoint import build_default_model, load_named_model
     from edgetam_core.tracker import Tracker
     from edgetam_core.types import Prompt
 
     torch.set_num_threads(threads)
-    model = build_default_model()
+    # Official sizes with seeded random weights by default: speed does not depend on weights.
+    if checkpoint == "official-random":
+        model = build_default_model()
+    else:
+        model = load_named_model(checkpoint)[0]
     # "unfused": the eager modules exactly as loaded (no BatchNorm folding, no channels-last).
     runtime = model if backend == "unfused" else create_backend(backend, model, precision=precision)
     tracker = Tracker(runtime)
     files = sorted(folder.glob("*.jpg"))
     first = [Prompt.from_clicks(p["object_id"], p["points"], p["labels"]) for p in prompts]
     per_frame, parts = [], {}
+    masks: dict[str, np.ndarray] = {}
     for i, f in enumerate(files):
         frame = np.asarray(Image.open(f).convert("RGB"))
         t0 = time.perf_counter()
@@ -75,6 +93,10 @@ def run_ours(folder: Path, prompts: list[dict], threads: int, backend: str, prec
             per_frame.append((time.perf_counter() - t0) * 1000)
             for k, v in result.timings_ms.items():
                 parts.setdefault(k, []).append(v)
+        for obj_id, obj in result.objects.items():
+            masks[f"f{i:05d}_o{obj_id}"] = np.packbits(obj.mask)
+    if masks_out is not None:
+        np.savez_compressed(masks_out, **masks)
     return {
         "ms_per_frame": per_frame,
         "components": {k: statistics.median(v) for k, v in parts.items()},
@@ -116,13 +138,61 @@ def _child(args: argparse.Namespace) -> None:
     folder = Path(args.folder)
     prompts = json.loads(Path(args.prompts).read_text())
     if args.child == "ours":
-        out = run_ours(folder, prompts, args.threads, args.backend[0], args.precision)
+        name, precision = _spec(args.backend[0], args.precision)
+        out = run_ours(
+            folder,
+            prompts,
+            args.threads,
+            name,
+            precision,
+            args.checkpoint,
+            Path(args.masks_out) if args.masks_out else None,
+        )
     else:
         out = run_reference(folder, prompts, args.threads)
     print("RESULT " + json.dumps(out))
 
 
-def _spawn(kind: str, folder: Path, prompts_file: Path, args: argparse.Namespace) -> dict:
+BACKEND_NAMES = ("eager", "torchscript", "unfused")
+
+
+def _spec(spec: str, default_precision: str) -> tuple[str, str]:
+    """``NAME[:PRECISION]`` -> (backend name, precision)."""
+    name, _, precision = spec.partition(":")
+    return name, precision or default_precision
+
+
+def _backend_spec(text: str) -> str:
+    name, precision = _spec(text, "fp32")
+    if name not in BACKEND_NAMES or precision not in ("fp32", "bf16"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected NAME[:PRECISION], NAME in {', '.join(BACKEND_NAMES)}, "
+            "PRECISION fp32 or bf16"
+        )
+    return text
+
+
+def _agreement(a_file: Path, b_file: Path, shape: tuple[int, int]) -> tuple[float, float, int]:
+    """Mean and worst per (frame, object) pixel agreement of two runs' masks; pairs compared."""
+    import numpy as np
+
+    a, b = np.load(a_file), np.load(b_file)
+    n = shape[0] * shape[1]
+    values = []
+    for key in sorted(set(a.files) | set(b.files)):
+        ma = np.unpackbits(a[key])[:n] if key in a.files else np.zeros(n, np.uint8)
+        mb = np.unpackbits(b[key])[:n] if key in b.files else np.zeros(n, np.uint8)
+        values.append(float(np.mean(ma == mb)))
+    return float(np.mean(values)), float(np.min(values)), len(values)
+
+
+def _spawn(
+    kind: str,
+    folder: Path,
+    prompts_file: Path,
+    args: argparse.Namespace,
+    masks_out: Path | None = None,
+) -> dict:
     cmd = [
         sys.executable,
         __file__,
@@ -134,8 +204,12 @@ def _spawn(kind: str, folder: Path, prompts_file: Path, args: argparse.Namespace
         str(prompts_file),
         "--threads",
         str(args.threads),
+        "--checkpoint",
+        args.checkpoint,
     ]
     cmd += ["--backend", *args.backend, "--precision", args.precision]
+    if masks_out is not None:
+        cmd += ["--masks-out", str(masks_out)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     for line in proc.stdout.splitlines():
@@ -160,11 +234,24 @@ def main(argv: list[str] | None = None) -> int:
         "--backend",
         nargs="+",
         default=["eager"],
-        choices=("eager", "torchscript", "unfused"),
-        help="ours, one or more (each timed in its own subprocess, same clip): eager (fused, "
-        "channels-last), torchscript (traced), unfused (as loaded)",
+        type=_backend_spec,
+        help="ours, one or more NAME[:PRECISION] (each timed in its own subprocess, same "
+        "clip): eager (fused, channels-last), torchscript (traced), unfused (as loaded); "
+        "e.g. torchscript:bf16",
     )
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument(
+        "--precision",
+        default="fp32",
+        choices=("fp32", "bf16"),
+        help="precision of backends given without one (default fp32)",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        default="official-random",
+        help="weights of ours: official-random (official sizes, seeded random weights; the "
+        "default, comparable with the reference), demo (the bundled model) or a path",
+    )
+    parser.add_argument("--masks-out", help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=["ours", "reference"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--prompts", help=argparse.SUPPRESS)
@@ -182,13 +269,25 @@ def main(argv: list[str] | None = None) -> int:
         runs = {}
         if args.reference:
             runs["reference"] = _spawn("reference", folder, prompts_file, args)
-        for backend in args.backend:
-            one = argparse.Namespace(**{**vars(args), "backend": [backend]})
-            runs[f"ours {backend}"] = _spawn("ours", folder, prompts_file, one)
+        mask_files: dict[str, Path] = {}
+        for spec in args.backend:
+            name, precision = _spec(spec, args.precision)
+            label = f"ours {name} {precision}"
+            one = argparse.Namespace(**{**vars(args), "backend": [f"{name}:{precision}"]})
+            mask_files[label] = Path(tmp) / f"masks{len(mask_files)}.npz"
+            runs[label] = _spawn("ours", folder, prompts_file, one, mask_files[label])
+        agreement = {}
+        baseline = next((k for k in mask_files if k.endswith(" fp32")), None)
+        if baseline is not None:
+            for label, path in mask_files.items():
+                if label != baseline:
+                    agreement[label] = _agreement(
+                        mask_files[baseline], path, (args.height, args.width)
+                    )
 
     print(
         f"clip {args.frames} frames {args.width}x{args.height}, {args.objects} object(s), "
-        f"{args.threads} threads, ours: {' '.join(args.backend)} {args.precision}"
+        f"{args.threads} threads, weights {args.checkpoint}, ours: {' '.join(args.backend)}"
     )
     for name, r in runs.items():
         ms = r["ms_per_frame"]
@@ -213,6 +312,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"(one per object) {ratio * args.objects:.2f}x"
                 )
             print(line)
+    for label, (mean, worst, pairs) in agreement.items():
+        print(
+            f"{label}: mask agreement vs {baseline} mean {100 * mean:.3f} %, "
+            f"worst {100 * worst:.3f} % ({pairs} frame-object pairs)"
+        )
     return 0
 
 

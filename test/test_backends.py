@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from edgetam_core.backends import create_backend
 from edgetam_core.backends.base import Backend
@@ -96,13 +97,45 @@ def test_in_memory_trace_and_bf16_agree(checkpoint: Path, frames: list[np.ndarra
     reference = _run(load_checkpoint(checkpoint), frames[:4])
     traced = _run(TorchScriptBackend.trace(load_checkpoint(checkpoint)), frames[:4])
     bf16 = _run(create_backend("eager", load_checkpoint(checkpoint), precision="bf16"), frames[:4])
+    ts_bf16 = _run(TorchScriptBackend.trace(load_checkpoint(checkpoint), "bf16"), frames[:4])
     agreement = []
-    for ref, tr, lo in zip(reference, traced, bf16, strict=True):
+    for ref, tr, lo, ts_lo in zip(reference, traced, bf16, ts_bf16, strict=True):
+        assert sorted(ts_lo) == sorted(lo) == sorted(ref)
         for obj_id in ref:
             assert _rel(tr[obj_id], ref[obj_id]) <= 1e-5
             agreement.append(np.mean((lo[obj_id] > 0) == (ref[obj_id] > 0)))
+            # The bf16 trace records autocast's casts: it computes what eager bf16 computes
+            # (up to the order of float32 accumulations), not a cruder all-bf16 graph.
+            assert _rel(ts_lo[obj_id], lo[obj_id]) <= 1e-2
     # Random weights give logits near 0 (|logit| ~ 0.07), the worst case for bf16 rounding.
     assert np.mean(agreement) >= 0.99 and min(agreement) >= 0.97
+
+
+def test_bf16_keeps_the_decoder_in_float32(checkpoint: Path, tmp_path: Path) -> None:
+    model = load_checkpoint(checkpoint)
+    export_model(model, tmp_path, ExportOptions("torchscript", "bf16", max_objects=2), None)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["precision"] == "bf16"
+    assert manifest["step_precision"] == {
+        "image_encoder": "bf16",
+        "memory_attention": "bf16",
+        "decoder": "fp32",
+        "memory_encoder": "bf16",
+    }
+
+    # The frozen graphs hold their weights as constants: bf16 ones in the reduced steps only.
+    def constant_dtypes(name: str) -> set[str]:
+        graph = torch.jit.load(str(tmp_path / f"{name}.pt")).graph
+        return {
+            node.t("value").dtype
+            for node in graph.findAllNodes("prim::Constant")
+            if node.hasAttribute("value") and node.kindOf("value") == "t"
+        }
+
+    assert torch.bfloat16 in constant_dtypes("image_encoder")
+    assert torch.bfloat16 in constant_dtypes("memory_attention")
+    assert torch.float32 in constant_dtypes("decoder")
+    assert torch.bfloat16 not in constant_dtypes("decoder")
 
 
 def test_manifest_mismatches_are_clear_errors(

@@ -30,6 +30,7 @@ from edgetam_core.train.data import (
     rle_to_mask,
 )
 from edgetam_core.train.forward import FramePrompt, run_clip
+from edgetam_core.train.init import align_prompt_attention
 from edgetam_core.train.losses import LossWeights, dice_loss, focal_loss, mask_iou, segment_loss
 from edgetam_core.train.prompts import sample_boxes, sample_clicks, sample_correction
 from edgetam_core.train.trainer import Trainer, step_generators
@@ -225,6 +226,9 @@ def test_config_files_parse() -> None:
     cfg = load_train_config(REPO / "config" / "train" / "demo.yaml")
     assert [s.kind for s in cfg.stages][:2] == ["image", "video"]
     assert cfg.model.build_config().image_size == 128
+    aligned = load_train_config(REPO / "config" / "train" / "demo_aligned.yaml")
+    assert aligned.model.align_prompt_attention == 2.0
+    assert aligned.model.build_config() == cfg.model.build_config()
     with pytest.raises(ConfigError, match="unknown keys"):
         build(TrainConfig, {"stages": [{"name": "a", "stepz": 3}]})
     with pytest.raises(ConfigError, match="unknown EdgeTAMConfig"):
@@ -435,3 +439,50 @@ def test_occlusion_loss_weights_absent_items() -> None:
     torch.testing.assert_close(weighted, (3 * bce_p + 3 * bce_a) / 6)
     # "Always present" is no longer the cheapest constant answer once absence is weighted.
     assert float(occlusion_loss(torch.zeros(4), present, 3.0)) < float(weighted)
+
+
+def test_align_prompt_attention_ties_keys_to_queries(tmp_path: Path) -> None:
+    model = EdgeTAM(small_config())
+    transformer = model.sam_mask_decoder.transformer
+    before = transformer.final_attn_token_to_image.q_proj.weight.clone()
+    self_attn = transformer.layers[0].self_attn.k_proj.weight.clone()
+    changed = align_prompt_attention(model, 2.0)
+    assert changed == 1 + 2 * len(transformer.layers)
+    for attention in [transformer.final_attn_token_to_image] + [
+        a
+        for layer in transformer.layers
+        for a in (layer.cross_attn_token_to_image, layer.cross_attn_image_to_token)
+    ]:
+        torch.testing.assert_close(attention.k_proj.weight, attention.q_proj.weight)
+    torch.testing.assert_close(transformer.final_attn_token_to_image.q_proj.weight, 2 * before)
+    # Self-attention among tokens is not a prompt-to-image lookup: left as it was.
+    torch.testing.assert_close(transformer.layers[0].self_attn.k_proj.weight, self_attn)
+    # W_q^T W_k is then positive semi-definite: a position encoding scores highest against
+    # itself, which is what lets a click find its place before anything is learned.
+    w = transformer.final_attn_token_to_image.q_proj.weight
+    assert torch.linalg.eigvalsh(w.T @ w).min() > -1e-4
+    with pytest.raises(ValueError, match="must be > 0"):
+        align_prompt_attention(model, 0.0)
+    with pytest.raises(ConfigError, match="align_prompt_attention must be >= 0"):
+        build(TrainConfig, {"model": {"align_prompt_attention": -1}, "stages": [{"name": "a"}]})
+    # The trainer applies it to a model built from scratch.
+    trainer = Trainer(
+        train_config(tmp_path, model={"overrides": dict(SMALL), "align_prompt_attention": 1.5}),
+        progress=False,
+        max_steps=0,
+    )
+    t = trainer.model.sam_mask_decoder.transformer
+    torch.testing.assert_close(
+        t.final_attn_token_to_image.k_proj.weight, t.final_attn_token_to_image.q_proj.weight
+    )
+
+
+def test_bf16_autocast_training_on_cpu(tmp_path: Path) -> None:
+    cfg = train_config(tmp_path, amp=True)
+    trainer = Trainer(cfg, progress=False, max_steps=1)
+    with trainer._autocast():
+        assert torch.is_autocast_enabled("cpu")
+        assert torch.get_autocast_dtype("cpu") == torch.bfloat16
+    trainer.run()
+    header, row = _losses_logged(tmp_path)
+    assert np.isfinite(float(row[header.index("loss")]))

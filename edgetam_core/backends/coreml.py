@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgetam_core.backends.base import Backend
+from edgetam_core.backends.base import Backend, step_precision
 from edgetam_core.backends.export import check_manifest, read_manifest, step_signatures, trace_step
 from edgetam_core.config import EdgeTAMConfig
 from edgetam_core.errors import BackendError
@@ -75,7 +75,8 @@ def convert_step(
     module = _FloatFlags(step, flags).eval()
     with torch.no_grad():
         wrapped = trace_step(module, tuple(examples), "fp32", freeze=False)
-    precision = ct.precision.FLOAT16 if options.precision == "fp16" else ct.precision.FLOAT32
+    reduced = step_precision(name, options.precision) == "fp16"  # the decoder stays float32
+    precision = ct.precision.FLOAT16 if reduced else ct.precision.FLOAT32
     mlmodel = ct.convert(
         wrapped,
         inputs=inputs,

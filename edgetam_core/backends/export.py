@@ -8,6 +8,7 @@ the tool versions. Backends refuse a directory whose manifest does not match the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import platform
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from edgetam_core.backends.base import step_precision
 from edgetam_core.backends.steps import (
     DecoderStep,
     ImageEncoderStep,
@@ -181,7 +183,9 @@ def export_model(
     for i, name in enumerate(STEPS, start=1):
         if options.format == "torchscript":
             say(f"[{i}/{len(STEPS)}] tracing {name}")
-            traced = trace_step(modules[name], examples[name], options.precision)
+            traced = trace_step(
+                modules[name], examples[name], step_precision(name, options.precision)
+            )
             files[name] = f"{name}.pt"
             torch.jit.save(traced, str(out / files[name]))
         else:
@@ -196,6 +200,7 @@ def export_model(
         "manifest_version": MANIFEST_VERSION,
         "format": options.format,
         "precision": options.precision,
+        "step_precision": {name: step_precision(name, options.precision) for name in STEPS},
         "max_objects": options.max_objects,
         "max_conditioning_frames": options.max_conditioning_frames,
         # Core ML takes a bank padded to fixed slots; TorchScript any bank layout.
@@ -217,34 +222,48 @@ def export_model(
 def trace_step(
     module: nn.Module, example: tuple[torch.Tensor, ...], precision: str, freeze: bool = True
 ) -> torch.jit.ScriptModule:
-    """TorchScript trace of one step; ``bf16`` casts weights and float inputs to bfloat16."""
-    module = module.eval()
-    if precision == "bf16":
-        module = _BFloat16Step(module).eval()
-    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings():
+    """TorchScript trace of one step.
+
+    ``bf16`` traces under bfloat16 autocast, so the graph holds the casts autocast makes
+    (matmuls and convolutions in bf16, normalizations and softmax statistics in float32) and
+    computes what the eager backend computes; freezing folds the weight casts into bf16
+    constants. Inputs and outputs stay float32 either way.
+    """
+    device = example[0].device.type
+    module = _Float32Outputs(module).eval()
+    autocast = (
+        torch.autocast(device, dtype=torch.bfloat16)
+        if precision == "bf16"
+        else contextlib.nullcontext()
+    )
+    with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), autocast:
         # Shape checks in the model code become constants in the trace: expected, since the
         # exported shapes are fixed except the batch and point dimensions.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(module, example, check_trace=False)
-        # Freezing inlines the weights the graph uses and drops the rest of the model.
-        return torch.jit.freeze(traced) if freeze else traced
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
+        # The tracer records autocast's own casts; TorchScript's autocast pass would rewrite
+        # the graph a second time (and mistype mixed additions), so it is off while tracing.
+        jit_autocast = torch._C._jit_set_autocast_mode(False)
+        try:
+            traced = torch.jit.trace(module, example, check_trace=False)
+            # Freezing inlines the weights the graph uses and drops the rest of the model.
+            return torch.jit.freeze(traced) if freeze else traced
+        finally:
+            torch._C._jit_set_autocast_mode(jit_autocast)
 
 
-class _BFloat16Step(nn.Module):
-    """Runs a step in bfloat16 while keeping float32 inputs and outputs at its boundary."""
+class _Float32Outputs(nn.Module):
+    """A step whose floating-point outputs are float32 (a reduced-precision trace's too)."""
 
     def __init__(self, step: nn.Module) -> None:
         super().__init__()
-        import copy
-
-        self.step = copy.deepcopy(step).to(torch.bfloat16)
+        self.step = step
 
     def forward(self, *args: torch.Tensor) -> Any:
-        cast = [a.to(torch.bfloat16) if a.is_floating_point() else a for a in args]
-        out = self.step(*cast)
+        out = self.step(*args)
         if isinstance(out, tuple):
-            return tuple(o.float() for o in out)
-        return out.float()
+            return tuple(o.float() if o.is_floating_point() else o for o in out)
+        return out.float() if out.is_floating_point() else out
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:

@@ -34,6 +34,13 @@ class ModelSpec:
     preset: str = "default"
     overrides: dict[str, Any] = field(default_factory=dict)
     init: str | None = None  # checkpoint to start from (loaded strictly)
+    # From scratch only: tie the decoder's cross-attention keys to queries, scaled by this
+    # (0: off). See edgetam_core.train.init.align_prompt_attention.
+    align_prompt_attention: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.align_prompt_attention < 0:
+            raise ConfigError("model.align_prompt_attention must be >= 0")
 
     def build_config(self) -> EdgeTAMConfig:
         presets = {"default": EdgeTAMConfig(), "tiny": tiny_config()}
@@ -140,7 +147,7 @@ class TrainConfig:
     checkpoint_every_s: float = 300.0  # training state + exported model, by wall time
     log_every: int = 10
     threads: int = 0  # torch CPU threads (0: torch's default)
-    amp: bool = False  # bfloat16 autocast on CUDA
+    amp: bool = False  # bfloat16 autocast (CUDA; CPUs with AVX512-BF16/AMX)
 
     def __post_init__(self) -> None:
         self.model.build_config()  # unknown or invalid model fields fail here

@@ -52,6 +52,7 @@ from edgetam_core.train.data import (
 )
 from edgetam_core.train.evaluate import held_out_clips, release_inference_tensors, score_clips
 from edgetam_core.train.forward import ClipOutput, FramePrompt, run_clip
+from edgetam_core.train.init import align_prompt_attention
 from edgetam_core.train.losses import feature_mse, segment_loss
 from edgetam_core.train.prompts import sample_boxes, sample_clicks
 
@@ -239,6 +240,8 @@ class Trainer:
             self.model = load_checkpoint(cfg.model.init, config=model_cfg)
         else:
             self.model = EdgeTAM(model_cfg)
+            if cfg.model.align_prompt_attention > 0:
+                align_prompt_attention(self.model, cfg.model.align_prompt_attention)
         self.model.to(self.device).train()
         release_inference_tensors(self.model)
         self.teacher: EdgeTAM | None = None
@@ -408,8 +411,8 @@ class Trainer:
         return StepResult(values, time.perf_counter() - t0, time.process_time() - c0)
 
     def _autocast(self) -> Any:
-        if self.cfg.amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.cfg.amp and self.device.type in ("cuda", "cpu"):
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
     def _losses(
