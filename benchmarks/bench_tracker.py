@@ -154,6 +154,7 @@ def _child(args: argparse.Namespace) -> None:
 
 
 BACKEND_NAMES = ("eager", "torchscript", "unfused")
+PRECISION_NAMES = ("fp32", "bf16")
 
 
 def _spec(spec: str, default_precision: str) -> tuple[str, str]:
@@ -164,7 +165,7 @@ def _spec(spec: str, default_precision: str) -> tuple[str, str]:
 
 def _backend_spec(text: str) -> str:
     name, precision = _spec(text, "fp32")
-    if name not in BACKEND_NAMES or precision not in ("fp32", "bf16"):
+    if name not in BACKEND_NAMES or precision not in PRECISION_NAMES:
         raise argparse.ArgumentTypeError(
             f"{text!r}: expected NAME[:PRECISION], NAME in {', '.join(BACKEND_NAMES)}, "
             "PRECISION fp32 or bf16"
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--precision",
         default="fp32",
-        choices=("fp32", "bf16"),
+        choices=PRECISION_NAMES,
         help="precision of backends given without one (default fp32)",
     )
     parser.add_argument(

@@ -459,8 +459,9 @@ def test_align_prompt_attention_ties_keys_to_queries(tmp_path: Path) -> None:
     torch.testing.assert_close(transformer.layers[0].self_attn.k_proj.weight, self_attn)
     # W_q^T W_k is then positive semi-definite: a position encoding scores highest against
     # itself, which is what lets a click find its place before anything is learned.
-    w = transformer.final_attn_token_to_image.q_proj.weight
-    assert torch.linalg.eigvalsh(w.T @ w).min() > -1e-4
+    final = transformer.final_attn_token_to_image
+    scores = final.q_proj.weight.T @ final.k_proj.weight
+    assert torch.linalg.eigvalsh((scores + scores.T) / 2).min() > -1e-4
     with pytest.raises(ValueError, match="must be > 0"):
         align_prompt_attention(model, 0.0)
     with pytest.raises(ConfigError, match="align_prompt_attention must be >= 0"):

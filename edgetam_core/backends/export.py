@@ -229,13 +229,11 @@ def trace_step(
     computes what the eager backend computes; freezing folds the weight casts into bf16
     constants. Inputs and outputs stay float32 either way.
     """
-    device = example[0].device.type
-    module = _Float32Outputs(module).eval()
-    autocast = (
-        torch.autocast(device, dtype=torch.bfloat16)
-        if precision == "bf16"
-        else contextlib.nullcontext()
-    )
+    module = module.eval()
+    autocast: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if precision == "bf16":
+        module = _Float32Outputs(module).eval()
+        autocast = torch.autocast(example[0].device.type, dtype=torch.bfloat16)
     with torch.inference_mode(False), torch.no_grad(), warnings.catch_warnings(), autocast:
         # Shape checks in the model code become constants in the trace: expected, since the
         # exported shapes are fixed except the batch and point dimensions.
@@ -253,7 +251,7 @@ def trace_step(
 
 
 class _Float32Outputs(nn.Module):
-    """A step whose floating-point outputs are float32 (a reduced-precision trace's too)."""
+    """A reduced-precision step whose floating-point outputs are float32 (autocast's are not)."""
 
     def __init__(self, step: nn.Module) -> None:
         super().__init__()
