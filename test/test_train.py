@@ -229,6 +229,12 @@ def test_config_files_parse() -> None:
     aligned = load_train_config(REPO / "config" / "train" / "demo_aligned.yaml")
     assert aligned.model.align_prompt_attention == 2.0
     assert aligned.model.build_config() == cfg.model.build_config()
+    long = load_train_config(REPO / "config" / "train" / "demo_long.yaml")
+    assert long.model.build_config() == cfg.model.build_config()
+    assert long.model.init is not None
+    assert (REPO / long.model.init).is_file()  # fine-tunes the bundled model
+    assert [s.kind for s in long.stages][:2] == ["image", "video"]
+    assert max(s.clip_length for s in long.stages) == 32
     with pytest.raises(ConfigError, match="unknown keys"):
         build(TrainConfig, {"stages": [{"name": "a", "stepz": 3}]})
     with pytest.raises(ConfigError, match="unknown EdgeTAMConfig"):
@@ -487,3 +493,60 @@ def test_bf16_autocast_training_on_cpu(tmp_path: Path) -> None:
     trainer.run()
     header, row = _losses_logged(tmp_path)
     assert np.isfinite(float(row[header.index("loss")]))
+
+
+def test_training_eval_uses_validation_not_held_out_clips(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import edgetam_core.train.trainer as trainer_module
+    from edgetam_core.train.data import TRAIN_SEED_LIMIT
+    from edgetam_core.train.evaluate import HELD_OUT_SEED_BASE, VALIDATION_SEED_BASE
+
+    # The three seed ranges do not overlap (well over 10**8 validation clips fit).
+    assert TRAIN_SEED_LIMIT <= VALIDATION_SEED_BASE < VALIDATION_SEED_BASE + 10**8
+    assert VALIDATION_SEED_BASE + 10**8 < HELD_OUT_SEED_BASE
+    seen: list[int] = []
+    real = trainer_module.held_out_clips
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["seed_base"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer_module, "held_out_clips", spy)
+    cfg = train_config(tmp_path, eval={"num_clips": 1, "num_frames": 2, "height": 48, "width": 64})
+    Trainer(cfg, progress=False).run()
+    assert seen and set(seen) == {VALIDATION_SEED_BASE}
+    assert (tmp_path / "eval.csv").exists()
+
+
+def test_synthetic_scores_of_oracle_and_swapped_masks(monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgetam_core.train.evaluate as evaluate
+
+    clip = next(
+        c
+        for c in evaluate.held_out_clips(12, 10, 48, 64, seed_base=evaluate.VALIDATION_SEED_BASE)
+        if len(c.object_ids) >= 2
+    )
+    model = EdgeTAM(small_config())
+
+    def oracle(_model: EdgeTAM, c: Any) -> dict[int, list[np.ndarray]]:
+        return {o: [lab == o for lab in c.labels] for o in c.object_ids}
+
+    monkeypatch.setattr(evaluate, "track_clip", oracle)
+    perfect = evaluate.score_clips(model, [clip])
+    assert perfect.jf["overall"] == 1.0 and perfect.wrong_object == 0.0
+    assert perfect.counts["overall"] == len(clip.object_ids) * (len(clip.frames) - 1)
+
+    a, b = clip.object_ids[:2]
+
+    def swapped(_model: EdgeTAM, c: Any) -> dict[int, list[np.ndarray]]:
+        masks = oracle(_model, c)
+        masks[a], masks[b] = masks[b], masks[a]  # the two objects' masks exchanged
+        return masks
+
+    monkeypatch.setattr(evaluate, "track_clip", swapped)
+    swap = evaluate.score_clips(model, [clip])
+    assert swap.jf["overall"] < perfect.jf["overall"]
+    assert swap.wrong_object > 0.3
+    assert "on another object" in swap.line()
+    assert swap.as_dict()["wrong_object"] == round(swap.wrong_object, 4)

@@ -1,7 +1,8 @@
 """Held-out synthetic evaluation with the real ``Tracker``: one click per object on frame 0.
 
 Clips come from ``make_world_clip`` with seeds at or above ``HELD_OUT_SEED_BASE`` (training
-draws its seeds below ``data.TRAIN_SEED_LIMIT``, so they never overlap). Every object visible
+draws its seeds below ``data.TRAIN_SEED_LIMIT``, so they never overlap; the trainer's
+periodic evaluation uses the validation seeds in between). Every object visible
 on frame 0 gets one positive click at its innermost pixel (``interior_point``) and is tracked
 to the end. J and F are the DAVIS measures of ``edgetam_core.eval.metrics``, per object and
 frame, over every frame but the prompted first one. Besides the overall J&F, frames are
@@ -13,7 +14,10 @@ grouped by what happened to the object before them (``ObjectTimeline``):
   been < 2% inside) on;
 - ``absent``: frames where it is entirely hidden or outside (the right answer is no mask).
 
-Each group's J&F is the mean over its (object, frame) pairs.
+Each group's J&F is the mean over its (object, frame) pairs. ``wrong_object`` says why a
+model loses: the fraction of pairs with a non-empty mask whose largest share of pixels lies
+on another object (another tracked one or a distractor), i.e. identity swaps and masks kept
+on something else while the object is gone.
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ from edgetam_core.tracker import Tracker
 from edgetam_core.types import Prompt
 
 HELD_OUT_SEED_BASE = 1 << 31
+# Validation clips (scored during training, used to choose checkpoints and calibrations) sit
+# between the training seeds (< 2**30) and the held-out ones, so choosing on them never looks
+# at the held-out clips that the reported scores come from.
+VALIDATION_SEED_BASE = 3 << 29
 GROUPS = ("overall", "after_occlusion", "after_reentry", "absent")
 
 
@@ -47,6 +55,7 @@ class SyntheticScores:
     counts: dict[str, int]
     clips: int
     objects: int
+    wrong_object: float = float("nan")
 
     @property
     def jf(self) -> dict[str, float]:
@@ -63,6 +72,7 @@ class SyntheticScores:
             "pairs": self.counts,
             "clips": self.clips,
             "objects": self.objects,
+            "wrong_object": None if math.isnan(self.wrong_object) else round(self.wrong_object, 4),
         }
 
     def line(self) -> str:
@@ -76,6 +86,7 @@ class SyntheticScores:
             f"after occlusion {fmt('after_occlusion')} [{self.counts['after_occlusion']}], "
             f"after re-entry {fmt('after_reentry')} [{self.counts['after_reentry']}], "
             f"absent {fmt('absent')} [{self.counts['absent']}]; "
+            f"on another object {self.wrong_object:.1%} of masks; "
             f"{self.clips} clips, {self.objects} objects"
         )
 
@@ -112,6 +123,7 @@ def score_clips(model: EdgeTAM, clips: Sequence[SampleClip]) -> SyntheticScores:
     j: dict[str, list[float]] = {g: [] for g in GROUPS}
     f: dict[str, list[float]] = {g: [] for g in GROUPS}
     objects = 0
+    masks_shown = masks_elsewhere = 0
     was_training = model.training
     model.eval()
     try:
@@ -124,8 +136,12 @@ def score_clips(model: EdgeTAM, clips: Sequence[SampleClip]) -> SyntheticScores:
                 back = timeline.reentries()
                 for k in range(1, len(clip.frames)):
                     truth = clip.labels[k] == oid
-                    jv = jaccard(masks[oid][k], truth)
-                    fv = f_measure(masks[oid][k], truth)
+                    pred = masks[oid][k]
+                    jv = jaccard(pred, truth)
+                    fv = f_measure(pred, truth)
+                    if pred.any():
+                        masks_shown += 1
+                        masks_elsewhere += int(_mostly_on_another_object(pred, clip.labels[k], oid))
                     groups = ["overall"]
                     if occ and k >= occ[0]:
                         groups.append("after_occlusion")
@@ -149,7 +165,16 @@ def score_clips(model: EdgeTAM, clips: Sequence[SampleClip]) -> SyntheticScores:
         {g: len(v) for g, v in j.items()},
         len(clips),
         objects,
+        masks_elsewhere / masks_shown if masks_shown else float("nan"),
     )
+
+
+def _mostly_on_another_object(pred: np.ndarray, labels: np.ndarray, oid: int) -> bool:
+    """Whether the label covering the largest share of ``pred`` is another object's (neither
+    ``oid`` nor background)."""
+    counts = np.bincount(labels[pred].ravel().astype(np.int64))
+    top = int(counts.argmax())
+    return top not in (0, oid)
 
 
 def release_inference_tensors(model: torch.nn.Module) -> None:
@@ -181,9 +206,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=120)
     parser.add_argument("--width", type=int, default=160)
     parser.add_argument("--json", help="also write the scores to this file")
+    parser.add_argument(
+        "--validation",
+        action="store_true",
+        help="score the validation clips (for choosing checkpoints) instead of the held-out ones",
+    )
     args = parser.parse_args(argv)
     model = load_checkpoint(args.checkpoint)
-    clips = held_out_clips(args.clips, args.frames, args.height, args.width)
+    base = VALIDATION_SEED_BASE if args.validation else HELD_OUT_SEED_BASE
+    clips = held_out_clips(args.clips, args.frames, args.height, args.width, seed_base=base)
     scores = score_clips(model, clips)
     print(scores.line())
     if args.json:

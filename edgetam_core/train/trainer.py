@@ -50,7 +50,12 @@ from edgetam_core.train.data import (
     VideoFolderSource,
     make_batch,
 )
-from edgetam_core.train.evaluate import held_out_clips, release_inference_tensors, score_clips
+from edgetam_core.train.evaluate import (
+    VALIDATION_SEED_BASE,
+    held_out_clips,
+    release_inference_tensors,
+    score_clips,
+)
 from edgetam_core.train.forward import ClipOutput, FramePrompt, run_clip
 from edgetam_core.train.init import align_prompt_attention
 from edgetam_core.train.losses import feature_mse, segment_loss
@@ -535,7 +540,9 @@ class Trainer:
 
     def _evaluate(self, stage: StageSpec) -> None:
         e = self.cfg.eval
-        clips = held_out_clips(e.num_clips, e.num_frames, e.height, e.width, e.world)
+        clips = held_out_clips(
+            e.num_clips, e.num_frames, e.height, e.width, e.world, seed_base=VALIDATION_SEED_BASE
+        )
         t0 = time.perf_counter()
         scores = score_clips(self.model, clips)
         self._apply_freeze(stage)  # score_clips restores train mode; keep frozen BN in eval
