@@ -235,6 +235,20 @@ def test_config_files_parse() -> None:
     assert (REPO / long.model.init).is_file()  # fine-tunes the bundled model
     assert [s.kind for s in long.stages][:2] == ["image", "video"]
     assert max(s.clip_length for s in long.stages) == 32
+    long2 = load_train_config(REPO / "config" / "train" / "demo_long2.yaml")
+    assert long2.model.build_config() == cfg.model.build_config()
+    assert long2.model.init is not None and (REPO / long2.model.init).is_file()
+    assert [(s.kind, s.clip_length) for s in long2.stages] == [("video", 32)]
+    iou = load_train_config(REPO / "config" / "train" / "demo_iou.yaml")
+    (head_stage,) = iou.stages
+    model = EdgeTAM(iou.model.build_config())
+    trainable = {
+        name
+        for name, _ in model.named_parameters()
+        if not any(name.startswith(prefix) for prefix in head_stage.freeze)
+    }
+    head = "sam_mask_decoder.iou_prediction_head."
+    assert trainable and all(n.startswith(head) for n in trainable)
     with pytest.raises(ConfigError, match="unknown keys"):
         build(TrainConfig, {"stages": [{"name": "a", "stepz": 3}]})
     with pytest.raises(ConfigError, match="unknown EdgeTAMConfig"):
@@ -550,3 +564,41 @@ def test_synthetic_scores_of_oracle_and_swapped_masks(monkeypatch: pytest.Monkey
     assert swap.wrong_object > 0.3
     assert "on another object" in swap.line()
     assert swap.as_dict()["wrong_object"] == round(swap.wrong_object, 4)
+
+
+def test_ema_weights_are_evaluated_exported_and_resumed(tmp_path: Path) -> None:
+    stages = [
+        {
+            "name": "img",
+            "kind": "image",
+            "steps": 3,
+            "batch_size": 2,
+            "warmup_steps": 1,
+            "lr": 1e-2,
+            "data": [{"kind": "synthetic_image"}],
+        }
+    ]
+    with pytest.raises(ConfigError, match="ema_decay"):
+        train_config(tmp_path / "bad", ema_decay=1.0, stages=stages)
+    cfg = train_config(tmp_path / "split", ema_decay=0.5, stages=stages)
+    first = Trainer(cfg, progress=False, max_steps=1)
+    initial = {k: v.clone() for k, v in first.model.state_dict().items()}
+    first.run()
+    live = torch.load(tmp_path / "split" / "state.pt", weights_only=True)["model"]
+    exported = load_checkpoint(tmp_path / "split" / "model.pt").state_dict()
+    moved = 0
+    for name, _ in first.model.named_parameters():
+        # One step: the average is halfway between the initial and the trained weights.
+        torch.testing.assert_close(exported[name], 0.5 * initial[name] + 0.5 * live[name])
+        moved += int(not torch.equal(exported[name], live[name]))
+    assert moved > 0  # the export is the average, not the live weights
+    Trainer(cfg, resume=tmp_path / "split" / "state.pt", progress=False).run()
+    full = Trainer(train_config(tmp_path / "full", ema_decay=0.5, stages=stages), progress=False)
+    full.run()
+    a = load_checkpoint(tmp_path / "full" / "model.pt").state_dict()
+    b = load_checkpoint(tmp_path / "split" / "model.pt").state_dict()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], msg=name)
+    assert full.ema is not None
+    for name, p in full.ema.state_dict().items():
+        torch.testing.assert_close(a[name], p, msg=name)

@@ -148,9 +148,14 @@ class TrainConfig:
     log_every: int = 10
     threads: int = 0  # torch CPU threads (0: torch's default)
     amp: bool = False  # bfloat16 autocast (CUDA; CPUs with AVX512-BF16/AMX)
+    # Exponential moving average of the weights (0: off). With it, evaluations, model.pt and
+    # stage_*.pt are the averaged weights; training itself is unchanged.
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         self.model.build_config()  # unknown or invalid model fields fail here
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if not self.stages:
             raise ConfigError("a training config needs at least one stage")
         names = [s.name for s in self.stages]

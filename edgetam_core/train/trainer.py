@@ -15,11 +15,13 @@ the teacher's map is resized bilinearly to the student's grid.
 Outputs in ``out_dir``: ``model.pt`` (official layout + config, loadable by
 ``load_checkpoint``, the tracker and the ROS node), ``stage_<name>.pt`` after each stage,
 ``state.pt`` (everything needed to resume), ``losses.csv`` + ``losses.png``, ``eval.csv``,
-``config.yaml`` (the resolved config) and ``summary.json``.
+``config.yaml`` (the resolved config) and ``summary.json``. With ``ema_decay`` the
+exported models (and evaluations) are the moving average of the weights.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import logging
@@ -267,6 +269,10 @@ class Trainer:
         self.global_step = 0
         self._optimizer_state: dict[str, Any] | None = None
         self._optimizer: torch.optim.Optimizer | None = None
+        # The averaged weights (``ema_decay`` > 0): what is evaluated and exported.
+        self.ema: EdgeTAM | None = None
+        if cfg.ema_decay > 0:
+            self.ema = copy.deepcopy(self.model).requires_grad_(False)
         if resume is not None:
             self._load_state(Path(resume))
         (self.out / "config.yaml").write_text(yaml.safe_dump(to_plain(cfg), sort_keys=False))
@@ -285,7 +291,7 @@ class Trainer:
             if not finished[1]:
                 self._save_state()
                 return self._export()
-            save_checkpoint(self.model, self.out / f"stage_{stage.name}.pt")
+            save_checkpoint(self._exported(), self.out / f"stage_{stage.name}.pt")
             if self.cfg.eval.num_clips > 0:
                 self._evaluate(stage)
             # A state at the stage boundary: a resume starts the next stage afresh (and a
@@ -412,8 +418,24 @@ class Trainer:
             params = [p for g in optimizer.param_groups for p in g["params"]]
             torch.nn.utils.clip_grad_norm_(params, stage.grad_clip)
         optimizer.step()
+        self._update_ema()
         values["loss"] = float(loss.detach())
         return StepResult(values, time.perf_counter() - t0, time.process_time() - c0)
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        if self.ema is None:
+            return
+        weight = 1.0 - self.cfg.ema_decay
+        for averaged, live in zip(self.ema.parameters(), self.model.parameters(), strict=True):
+            averaged.lerp_(live.detach(), weight)
+        # BatchNorm statistics are already running averages: taken as they are.
+        for stats, live_stats in zip(self.ema.buffers(), self.model.buffers(), strict=True):
+            stats.copy_(live_stats)
+
+    def _exported(self) -> EdgeTAM:
+        """The weights that are evaluated and exported: the average when there is one."""
+        return self.model if self.ema is None else self.ema
 
     def _autocast(self) -> Any:
         if self.cfg.amp and self.device.type in ("cuda", "cpu"):
@@ -544,7 +566,7 @@ class Trainer:
             e.num_clips, e.num_frames, e.height, e.width, e.world, seed_base=VALIDATION_SEED_BASE
         )
         t0 = time.perf_counter()
-        scores = score_clips(self.model, clips)
+        scores = score_clips(self._exported(), clips)
         self._apply_freeze(stage)  # score_clips restores train mode; keep frozen BN in eval
         log.info("eval after %s step %d: %s", stage.name, self.step, scores.line())
         path = self.out / "eval.csv"
@@ -591,6 +613,9 @@ class Trainer:
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "model_config": self.model.config.to_dict(),
             "heads": {k: v.detach().cpu() for k, v in self.heads.state_dict().items()},
+            "ema": None
+            if self.ema is None
+            else {k: v.detach().cpu() for k, v in self.ema.state_dict().items()},
             "optimizer": None if self._optimizer is None else self._optimizer.state_dict(),
             "stage_index": self.stage_index,
             "step": self.step,
@@ -614,6 +639,9 @@ class Trainer:
             raise ValueError(f"{path}: not a training state of this version")
         self.model.load_state_dict(state["model"], strict=True)
         self.heads.load_state_dict(state["heads"], strict=True)
+        if self.ema is not None:
+            # A state saved without an average (or by an older version) starts one here.
+            self.ema.load_state_dict(state.get("ema") or state["model"], strict=True)
         self.stage_index = int(state["stage_index"])
         self.step = int(state["step"])
         self.global_step = int(state["global_step"])
@@ -624,7 +652,7 @@ class Trainer:
         _truncate_csv(self.out / "eval.csv", self.global_step)
 
     def _export(self) -> Path:
-        return save_checkpoint(self.model, self.out / "model.pt")
+        return save_checkpoint(self._exported(), self.out / "model.pt")
 
     def _write_summary(self) -> None:
         summary = {
