@@ -245,7 +245,7 @@ def test_config_files_parse() -> None:
     trainable = {
         name
         for name, _ in model.named_parameters()
-        if not any(name.startswith(prefix) for prefix in head_stage.freeze)
+        if not head_stage.is_frozen(name)
     }
     head = "sam_mask_decoder.iou_prediction_head."
     assert trainable and all(n.startswith(head) for n in trainable)

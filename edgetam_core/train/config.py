@@ -112,6 +112,7 @@ class StageSpec:
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     freeze: tuple[str, ...] = ()  # parameter-name prefixes kept frozen, e.g. image_encoder.trunk
+    train_only: tuple[str, ...] = ()  # if set, every parameter not under these prefixes is frozen
     losses: LossWeights = field(default_factory=LossWeights)
     prompts: PromptSpec = field(default_factory=PromptSpec)
     data: tuple[DataSpec, ...] = ()  # empty: the run's top-level data
@@ -120,6 +121,12 @@ class StageSpec:
     # Before step 0, rescale the memory encoder's mask branch to the size of its image branch
     # (see trainer.calibrate_memory_encoder): lets a fresh memory path see the mask at all.
     calibrate_memory_encoder: bool = False
+
+    def is_frozen(self, name: str) -> bool:
+        """Whether the parameter (or module) ``name`` stays frozen in this stage."""
+        if any(name.startswith(prefix) for prefix in self.freeze):
+            return True
+        return bool(self.train_only) and not any(name.startswith(p) for p in self.train_only)
 
 
 @dataclass(frozen=True)

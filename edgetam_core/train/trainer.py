@@ -368,12 +368,11 @@ class Trainer:
 
     def _apply_freeze(self, stage: StageSpec) -> None:
         for name, p in self.model.named_parameters():
-            p.requires_grad_(not any(name.startswith(prefix) for prefix in stage.freeze))
+            p.requires_grad_(not stage.is_frozen(name))
         # Frozen BatchNorm keeps its running statistics too.
         for name, module in self.model.named_modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                frozen = any(name.startswith(prefix) for prefix in stage.freeze)
-                module.train(not frozen)
+                module.train(not stage.is_frozen(name))
 
     # ------------------------------------------------------------------------------------
     def _train_step(
@@ -428,7 +427,7 @@ class Trainer:
             return
         weight = 1.0 - self.cfg.ema_decay
         for averaged, live in zip(self.ema.parameters(), self.model.parameters(), strict=True):
-            averaged.lerp_(live.detach(), weight)
+            averaged.lerp_(live, weight)
         # BatchNorm statistics are already running averages: taken as they are.
         for stats, live_stats in zip(self.ema.buffers(), self.model.buffers(), strict=True):
             stats.copy_(live_stats)
